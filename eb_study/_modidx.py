@@ -40,4 +40,12 @@ d = { 'settings': { 'branch': 'main',
                                   'eb_study.masking.flatten_mask': ('masking.html#flatten_mask', 'eb_study/masking.py'),
                                   'eb_study.masking.masks_equal': ('masking.html#masks_equal', 'eb_study/masking.py'),
                                   'eb_study.masking.reference_mask': ('masking.html#reference_mask', 'eb_study/masking.py'),
-                                  'eb_study.masking.unflatten_mask': ('masking.html#unflatten_mask', 'eb_study/masking.py')}}}
+                                  'eb_study.masking.unflatten_mask': ('masking.html#unflatten_mask', 'eb_study/masking.py')},
+            'eb_study.store': { 'eb_study.store._jsonable': ('store.html#_jsonable', 'eb_study/store.py'),
+                                'eb_study.store.atomic_write': ('store.html#atomic_write', 'eb_study/store.py'),
+                                'eb_study.store.config_hash': ('store.html#config_hash', 'eb_study/store.py'),
+                                'eb_study.store.load_checkpoint': ('store.html#load_checkpoint', 'eb_study/store.py'),
+                                'eb_study.store.load_json': ('store.html#load_json', 'eb_study/store.py'),
+                                'eb_study.store.nondefault_fields': ('store.html#nondefault_fields', 'eb_study/store.py'),
+                                'eb_study.store.save_checkpoint': ('store.html#save_checkpoint', 'eb_study/store.py'),
+                                'eb_study.store.save_json': ('store.html#save_json', 'eb_study/store.py')}}}
