@@ -1,0 +1,116 @@
+"""End-to-end runs of the `eb-study` console script in fresh processes: results, resume after SIGKILL, bad input."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+# A small, quick configuration: eighth-width VGG-11 on the offline digits data.
+QUICK = ['--arch', 'vgg11', '--width', '0.125', '--quiet']
+SUBSET = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'cifar10_subset.npz'
+
+
+def eb_study(*args, check=True, **kw):
+    exe = shutil.which('eb-study') or str(Path(sys.executable).with_name('eb-study'))
+    r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
+    if check and r.returncode != 0: raise AssertionError(f"eb-study failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def test_run_writes_results_and_summary(tmp_path):
+    out = tmp_path / 'run'
+    r = eb_study(*QUICK, '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
+    res = json.loads((out / 'results.json').read_text())
+    for k in ('eb_epoch epochs dense_acc ticket_acc params_before params_after flops_before flops_after '
+              'train_flops_eb train_flops_dense wall_s_eb wall_s_dense').split():
+        assert k in res, k
+    assert res['epochs'] == 8 and 0 <= res['ticket_acc'] <= 1 and 0 <= res['dense_acc'] <= 1
+    assert res['params_after'] < res['params_before']
+    assert json.loads((out / 'config.json').read_text())['arch'] == 'vgg11'
+    for f in ('distance_matrix.png', 'curves.png', 'search/log.csv', 'retrain/log.csv', 'dense/log.csv'):
+        assert (out / f).stat().st_size > 0, f
+    assert 'EB epoch' in r.stdout and 'training FLOPs' in r.stdout and str(out) in r.stdout
+    # a second run of a finished folder trains nothing and reports the same numbers
+    again = eb_study(*QUICK, '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
+    assert json.loads((out / 'results.json').read_text()) == res
+    assert again.stdout == r.stdout
+
+
+def test_same_seed_same_masks_other_seed_differs(tmp_path):
+    args = [*QUICK, '--epochs', 4, '--retrain_epochs', 1, '--no_dense', '--full_search']
+    for name, seed in (('a', 0), ('b', 0), ('c', 1)): eb_study(*args, '--seed', seed, '--out', tmp_path / name)
+    masks = {n: torch.load(tmp_path / n / 'search' / 'masks.pt', weights_only=True)[0.5] for n in 'abc'}
+    assert torch.equal(masks['a'], masks['b'])
+    assert not torch.equal(masks['a'], masks['c'])
+
+
+def test_resume_after_kill_mid_epoch_gives_same_masks(tmp_path):
+    args = [*QUICK, '--epochs', 6, '--retrain_epochs', 1, '--no_dense', '--full_search']
+    eb_study(*args, '--out', tmp_path / 'straight')
+
+    killed = tmp_path / 'killed'
+    exe = shutil.which('eb-study') or str(Path(sys.executable).with_name('eb-study'))
+    p = subprocess.Popen([exe, *map(str, args), '--out', str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = killed / 'search' / 'log.csv'
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs done
+            break
+        time.sleep(0.05)
+    epoch_s = float(log.read_text().splitlines()[-1].split(',')[-1])
+    time.sleep(epoch_s / 2)                                     # well inside epoch 3
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    ck = torch.load(killed / 'search' / 'checkpoint.pt', weights_only=True)
+    assert 2 <= ck['epoch'] < 6
+    assert not (killed / 'search' / 'result.json').exists()
+
+    eb_study(*args, '--out', killed)
+    a = torch.load(tmp_path / 'straight' / 'search' / 'masks.pt', weights_only=True)
+    b = torch.load(killed / 'search' / 'masks.pt', weights_only=True)
+    assert a.keys() == b.keys()
+    for r in a: assert torch.equal(a[r], b[r]), r
+    ra, rb = (json.loads((d / 'results.json').read_text()) for d in (tmp_path / 'straight', killed))
+    assert ra['ticket_acc'] == rb['ticket_acc'] and ra['eb_epochs'] == rb['eb_epochs']
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    out = tmp_path / 'run'
+    eb_study(*QUICK, '--epochs', 2, '--retrain_epochs', 1, '--no_dense', '--full_search', '--out', out)
+    (out / 'search' / 'result.json').unlink()                   # force the search stage to reload its checkpoint
+    ck = out / 'search' / 'checkpoint.pt'
+    ck.write_bytes(ck.read_bytes()[:1000])
+    r = eb_study(*QUICK, '--epochs', 2, '--retrain_epochs', 1, '--no_dense', '--full_search', '--out', out, check=False)
+    assert r.returncode == 2
+    assert 'checkpoint.pt is corrupt or truncated' in r.stderr and 'Traceback' not in r.stderr
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--arch', 'vgg7'], "unknown model 'vgg7'"),
+    (['--dataset', 'imagenet'], "unknown dataset 'imagenet'"),
+    (['--dataset', '/no/such/file.npz'], '/no/such/file.npz'),
+    (['--ratio', '1.5'], 'ratio must be in [0, 1)'),
+    (['--ratios', '0.3;0.5'], 'comma-separated'),
+    (['--init', 'lottery'], 'init must be one of'),
+    (['--lr', '1e12', '--epochs', '2'], 'training loss is'),
+])
+def test_bad_input_stops_with_a_clear_message(tmp_path, args, message):
+    r = eb_study(*QUICK, *args, '--out', tmp_path / 'run', check=False)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
+
+
+@pytest.mark.skipif(not SUBSET.exists(), reason='shared CIFAR-10 subset not present')
+def test_npz_dataset(tmp_path):
+    out = tmp_path / 'run'
+    eb_study('--dataset', SUBSET, '--arch', 'vgg11', '--width', '0.125', '--epochs', 1, '--retrain_epochs', 1,
+             '--no_dense', '--quiet', '--out', out)
+    res = json.loads((out / 'results.json').read_text())
+    assert res['search_epochs'] == 1 and 0 <= res['ticket_acc'] <= 1
