@@ -114,3 +114,11 @@ def test_npz_dataset(tmp_path):
              '--no_dense', '--quiet', '--out', out)
     res = json.loads((out / 'results.json').read_text())
     assert res['search_epochs'] == 1 and 0 <= res['ticket_acc'] <= 1
+
+
+def test_cifar_without_data_asks_for_download(tmp_path):
+    r = eb_study(*QUICK, '--dataset', 'cifar10', '--out', tmp_path / 'run', check=False,
+                 env={**os.environ, 'EB_STUDY_DATA': str(tmp_path / 'empty')})
+    assert r.returncode == 2, r.stderr
+    assert 'download' in r.stderr and str(tmp_path / 'empty') in r.stderr, r.stderr
+    assert not (tmp_path / 'empty').exists() or not any((tmp_path / 'empty').iterdir())  # nothing fetched
