@@ -11,16 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import run_script
+
 # A small, quick configuration: eighth-width VGG-11 on the offline digits data.
 QUICK = ['--arch', 'vgg11', '--width', '0.125', '--quiet']
 SUBSET = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'cifar10_subset.npz'
 
 
-def eb_study(*args, check=True, **kw):
-    exe = shutil.which('eb-study') or str(Path(sys.executable).with_name('eb-study'))
-    r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
-    if check and r.returncode != 0: raise AssertionError(f"eb-study failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
+def eb_study(*args, check=True, **kw): return run_script('eb-study', *args, check=check, **kw)
 
 
 def test_run_writes_results_and_summary(tmp_path):

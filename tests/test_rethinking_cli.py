@@ -1,22 +1,14 @@
 """End-to-end runs of the `eb-study-rethinking` console script in fresh processes: results.csv, and bad input."""
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
+
+from conftest import run_script
 
 # A small, quick configuration: eighth-width VGG-11 on the offline digits data, one epoch.
 QUICK = ['--arch', 'vgg11', '--width', '0.125', '--epochs', '1', '--quiet']
 
 
-def rethinking(*args, check=True):
-    exe = shutil.which('eb-study-rethinking') or str(Path(sys.executable).with_name('eb-study-rethinking'))
-    r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600)
-    if check and r.returncode != 0:
-        raise AssertionError(f"eb-study-rethinking failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
+def rethinking(*args, check=True): return run_script('eb-study-rethinking', *args, check=check)
 
 
 def test_writes_results_csv(tmp_path):
