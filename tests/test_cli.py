@@ -26,7 +26,8 @@ def test_run_writes_results_and_summary(tmp_path):
     r = eb_study(*QUICK, '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
     res = json.loads((out / 'results.json').read_text())
     for k in ('eb_epoch epochs dense_acc ticket_acc params_before params_after flops_before flops_after '
-              'train_flops_eb train_flops_dense wall_s_eb wall_s_dense').split():
+              'train_flops_eb train_flops_dense train_bitops_eb train_bitops_dense wall_s_eb wall_s_dense '
+              'energy_j_eb energy_j_dense search_bits retrain_bits stages').split():
         assert k in res, k
     assert res['epochs'] == 8 and 0 <= res['ticket_acc'] <= 1 and 0 <= res['dense_acc'] <= 1
     assert res['params_after'] < res['params_before']
@@ -38,6 +39,30 @@ def test_run_writes_results_and_summary(tmp_path):
     again = eb_study(*QUICK, '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
     assert json.loads((out / 'results.json').read_text()) == res
     assert again.stdout == r.stdout
+
+
+def test_low_precision_search_lf_and_ll(tmp_path):
+    """LF (8-bit search, 32-bit retraining) and LL (both 8-bit): the stages ran in 8 bits and are costed as such."""
+    from eb_study.lowprec import LPConfig
+    q8 = LPConfig.bits(8, rounding='nearest').quantizer('weight')
+    args = [*QUICK, '--epochs', 4, '--retrain-epochs', 2, '--threshold', 0.3, '--length', 2, '--no-dense']
+    for name, extra in (('lf', ['--search-bits', 8]), ('ll', ['--search-bits', 8, '--retrain-bits', 8])):
+        out = tmp_path / name
+        r = eb_study(*args, *extra, '--out', out)
+        res = json.loads((out / 'results.json').read_text())
+        st = res['stages']
+        assert (res['search_bits'], res['retrain_bits']) == (8, 8 if name == 'll' else 32)
+        assert res['train_bitops_eb'] == st['search']['train_flops'] * 8 + st['retrain']['train_flops'] * res['retrain_bits']
+        assert res['train_bitops_dense'] == 32 * res['train_flops_dense']
+        assert res['energy_j_eb'] is None and res['energy_j_dense'] is None     # CPU: not measured, not invented
+        assert 'search               ' in r.stdout and '8-bit' in r.stdout and 'energy: not measured' in r.stdout
+        # the EB weights come from the 8-bit search: every tensor is on its 8-bit grid
+        ticket = torch.load(out / 'search' / 'eb_ticket.pt', weights_only=True)['model']
+        weights = [v for k, v in ticket.items() if v.is_floating_point() and 'running' not in k]
+        assert weights and all(torch.equal(q8(w), w) for w in weights)
+        retrained = torch.load(out / 'retrain' / 'model.pt', weights_only=True)['state_dict']
+        on_grid = [torch.equal(q8(w), w) for k, w in retrained.items() if w.is_floating_point() and 'running' not in k]
+        assert all(on_grid) if name == 'll' else not all(on_grid)
 
 
 def test_same_seed_same_masks_other_seed_differs(tmp_path):
