@@ -11,7 +11,7 @@ from fastcore.script import Param, store_true
 from .ebtrain import EBConfig, eb_train
 
 # %% auto #0
-__all__ = ['summary', 'run', 'arg_parser', 'parse_args', 'main']
+__all__ = ['summary', 'run', 'arg_parser', 'parse_args', 'command', 'main']
 
 # %% ../nbs/10_cli.ipynb #dfdd166f
 def _fmt_int(n) -> str:
@@ -131,9 +131,13 @@ def parse_args(func, argv: list[str] | None = None, prog: str | None = None) -> 
     argv = sys.argv[1:] if argv is None else argv
     return vars(arg_parser(func, prog).parse_args([_spelling(str(a)) for a in argv]))
 
-def main(argv: list[str] | None = None):
-    "The `eb-study` command: parse the options of `run`, run it; bad input exits with status 2 and names the problem."
-    try: run(**parse_args(run, argv, 'eb-study'))
+def command(func, prog: str, argv: list[str] | None = None):
+    "Call `func` with the options parsed from `argv`; bad input exits with status 2 and a message naming the problem."
+    try: return func(**parse_args(func, argv, prog))
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"eb-study: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+def main(argv: list[str] | None = None):
+    "The `eb-study` command: the options of `run`."
+    command(run, 'eb-study', argv)

@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 import torch.nn.utils.prune as prune
 from torch import nn, Tensor
-from fastcore.script import call_parse, store_true
+from fastcore.script import store_true
 from .data import load_data, get_loaders
+from .cli import command
 from .ebtrain import resolve_device
 from .masking import Mask, bn_layers
 from .models import VGG, PreResNet, MODELS, get_model, build_model, save_model, load_model
@@ -26,7 +27,7 @@ __all__ = ['WeightMask', 'INITS', 'RANDOM_SEED_OFFSET', 'BUDGETS', 'PRUNINGS', '
            'effective_weight', 'copy_model', 'unstructured_mask', 'apply_weight_mask', 'strip_masks', 'weight_sparsity',
            'sparse_flops', 'filter_convs', 'filter_norms', 'filter_mask', 'lottery_ticket', 'retrain_epochs',
            'RethinkConfig', 'dense_stage', 'mask_stage', 'retrain_stage', 'run_folder', 'compare', 'summary_table',
-           'plot_comparison', 'main']
+           'plot_comparison', 'rethink', 'main']
 
 # %% ../nbs/12_rethinking.ipynb #22acc94b
 WeightMask = dict[str, Tensor]  # parameter name ('features.0.weight') -> bool tensor shaped like it, True = kept
@@ -346,34 +347,35 @@ def _numbers(s: str, name: str, kind=float) -> tuple:
     try: return tuple(kind(v) for v in str(s).split(',') if v.strip())
     except ValueError: raise ValueError(f"--{name} takes comma-separated numbers such as 0.1,0.01, got {s!r}") from None
 
-@call_parse
-def main(dataset: str = 'digits',  # 'digits' (offline), 'cifar10', a .npz file or an image folder
-         arch: str = 'vgg16',  # vgg11/13/16/19 or preresnet20/56/101/164
-         width: float = 0.25,  # channel width multiplier
-         epochs: int = 20,  # dense schedule; retraining uses the same (budget E) or more (B)
-         ratios: str = '0.2,0.4,0.6,0.8',  # pruning ratios, for every method in --pruning
-         lrs: str = '0.1,0.01',  # initial learning rates
-         seeds: str = '0,1',  # seeds (initialisation and data order)
-         pruning: str = 'unstructured,structured',  # methods: unstructured, iterative, structured
-         budget: str = 'E',  # retraining budget: E (same epochs) or B (same FLOPs, at most --cap × epochs)
-         cap: float = 2.0,  # Scratch-B: largest epoch multiplier
-         rounds: int = 3,  # iterative pruning: rounds
-         batch_size: int = 64,  # batch size
-         device: str = 'auto',  # 'auto', 'cpu', 'cuda'
-         out: str = None,  # run folder (default: runs/rethinking/<hash of the recipe>)
-         quiet: store_true = False):  # no progress bars
+def rethink(dataset: str = 'digits',  # 'digits' (offline), 'cifar10', a .npz file or an image folder
+            arch: str = 'vgg16',  # vgg11/13/16/19 or preresnet20/56/101/164
+            width: float = 0.25,  # channel width multiplier
+            epochs: int = 20,  # dense schedule; retraining uses the same (budget E) or more (B)
+            ratios: str = '0.2,0.4,0.6,0.8',  # pruning ratios, for every method in --pruning
+            lrs: str = '0.1,0.01',  # initial learning rates
+            seeds: str = '0,1',  # seeds (initialisation and data order)
+            pruning: str = 'unstructured,structured',  # methods: unstructured, iterative, structured
+            budget: str = 'E',  # retraining budget: E (same epochs) or B (same FLOPs, at most --cap × epochs)
+            cap: float = 2.0,  # Scratch-B: largest epoch multiplier
+            rounds: int = 3,  # iterative pruning: rounds
+            batch_size: int = 64,  # batch size
+            device: str = 'auto',  # 'auto', 'cpu', 'cuda'
+            out: str = None,  # run folder (default: runs/rethinking/<hash of the recipe>)
+            quiet: store_true = False,  # no progress bars
+           ) -> pd.DataFrame:
     "Winning ticket vs random re-initialisation after pruning (Liu et al., ICLR 2019): writes results.csv and figure.png."
-    try:
-        cfg = RethinkConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, budget=budget, cap=cap, rounds=rounds,
-                            batch_size=batch_size)
-        rs = _numbers(ratios, 'ratios')
-        grid = {p.strip(): rs for p in pruning.split(',') if p.strip()}
-        df = compare(cfg, grid, _numbers(lrs, 'lrs'), _numbers(seeds, 'seeds', int), out, device,
-                     progress=not quiet and sys.stderr.isatty())
-        folder = run_folder(cfg, out)
-        table = summary_table(df); table.to_csv(folder / 'summary.csv')
-        plot_comparison(df, f'({arch}, {Path(dataset).name})').savefig(folder / 'figure.png', dpi=110)
-        print(table.to_string()); print(f"results: {folder / 'results.csv'}")
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"eb-study-rethinking: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cfg = RethinkConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, budget=budget, cap=cap, rounds=rounds,
+                        batch_size=batch_size)
+    rs = _numbers(ratios, 'ratios')
+    grid = {p.strip(): rs for p in pruning.split(',') if p.strip()}
+    df = compare(cfg, grid, _numbers(lrs, 'lrs'), _numbers(seeds, 'seeds', int), out, device,
+                 progress=not quiet and sys.stderr.isatty())
+    folder = run_folder(cfg, out)
+    table = summary_table(df); table.to_csv(folder / 'summary.csv')
+    plot_comparison(df, f'({arch}, {Path(dataset).name})').savefig(folder / 'figure.png', dpi=110)
+    print(table.to_string()); print(f"results: {folder / 'results.csv'}")
+    return df
+
+def main(argv: list[str] | None = None):
+    "The `eb-study-rethinking` command: the options of `rethink`, spelled `--batch-size`."
+    command(rethink, 'eb-study-rethinking', argv)
