@@ -122,6 +122,9 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     (['--ratios', '0.3;0.5'], 'comma-separated'),
     (['--init', 'lottery'], 'init must be one of'),
     (['--lr', '1e12', '--epochs', '2'], 'training loss is'),
+    (['--search-bits', '8', '--lr', '1e12', '--epochs', '2'], 'training loss is'),   # NaN in 8 bits is caught too
+    (['--search-bits', '1'], 'search_bits must be an integer word length'),
+    (['--retrain-bits', '8', '--precision', 'bf16'], "use precision='fp32'"),
 ])
 def test_bad_input_stops_with_a_clear_message(tmp_path, args, message):
     r = eb_study(*QUICK, *args, '--out', tmp_path / 'run', check=False)
