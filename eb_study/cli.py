@@ -34,8 +34,10 @@ def _stage_rows(res: dict) -> list[str]:
                     f"{num(c['energy_j'], lambda v: f'{v / 1000:.3g} kJ'):>10}")
     if all(c['energy_j'] is None for _, c in lines):
         rows.append("  energy: not measured (measured only on NVIDIA GPUs, from the driver's energy counter)")
-    rows.append("  bit-ops = FLOPs x word length (linear cost model); low precision is simulated, so its wall time is not"
-                " a saving")
+    note = "  bit-ops = FLOPs x word length (linear cost model)"
+    if any(c['bits'] is not None and c['bits'] < 16 for _, c in lines):
+        note += "; low precision is simulated in fp32, so its wall time is not a saving"
+    rows.append(note)
     return rows
 
 def summary(res: dict) -> str:
