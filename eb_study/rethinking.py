@@ -15,7 +15,7 @@ from torch import nn, Tensor
 from fastcore.script import store_true
 from .data import load_data, get_loaders
 from .cli import command
-from .ebtrain import resolve_device
+from .ebtrain import resolve_device, fit_stage
 from .masking import Mask, bn_layers
 from .models import VGG, PreResNet, MODELS, get_model, build_model, save_model, load_model
 from .retrain import make_ticket
@@ -202,15 +202,11 @@ class RethinkConfig:
 # %% ../nbs/12_rethinking.ipynb #ec700b5e
 def _fit(model: nn.Module, loaders, cfg: TrainConfig, d: Path, device, progress: bool, desc: str, save: bool = False,
          **extra) -> dict:
-    "Train `model` with the engine in run folder `d` (resuming), unless `d/result.json` exists; returns the result."
-    if (d / 'result.json').exists(): return load_json(d / 'result.json')
-    t = Trainer(model, *loaders, cfg, run_dir=d, device=device, progress=progress, desc=desc)
-    t.fit()
-    if save: save_model(strip_masks(t.model), d / 'model.pt')
-    res = dict(acc=t.history[-1]['test_acc'], epochs=t.epoch, sparsity=weight_sparsity(t.model),
-               wall_s=float(sum(h['time_s'] for h in t.history)), **extra)
-    save_json(res, d / 'result.json')
-    return res
+    "Train `model` in run folder `d` with EB Train's `fit_stage` (resumes; a finished folder is read, not retrained)."
+    def result(t):
+        if save: save_model(strip_masks(t.model), d / 'model.pt')
+        return dict(acc=t.history[-1]['test_acc'], sparsity=weight_sparsity(t.model), **extra)
+    return fit_stage(d, model, loaders, cfg, device, progress, desc, result=result)
 
 def dense_stage(cfg: RethinkConfig, num_classes: int, loaders, lr: float, seed: int, out: Path, device, progress=False) -> Path:
     "Initialise (θ0 = `init.pt`) and train the dense network of (`lr`, `seed`); returns its folder."
