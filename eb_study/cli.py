@@ -24,9 +24,9 @@ def _stage_rows(res: dict) -> list[str]:
     if not st: return []
     num = lambda v, f: 'n/a' if v is None else f(v)
     rows = [f"  {'stage':<10}{'epochs':>7}{'bits':>6}{'train FLOPs':>13}{'bit-ops':>10}{'wall time':>11}{'energy':>10}"]
-    eb = {k: None if any(st[s_][k] is None for s_ in ('search', 'retrain')) else st['search'][k] + st['retrain'][k]
-          for k in ('epochs', 'train_flops', 'train_bitops', 'wall_s', 'energy_j')}
-    lines = [('search', st['search']), ('retrain', st['retrain']), ('EB Train', dict(eb, bits=None))]
+    eb = dict(epochs=res['search_epochs'] + res['retrain_epochs'], bits=None, train_flops=res['train_flops_eb'],
+              train_bitops=res['train_bitops_eb'], wall_s=res['wall_s_eb'], energy_j=res['energy_j_eb'])
+    lines = [('search', st['search']), ('retrain', st['retrain']), ('EB Train', eb)]
     if 'dense' in st: lines.append(('dense', st['dense']))
     for name, c in lines:
         rows.append(f"  {name:<10}{c['epochs']:>7}{'' if c['bits'] is None else c['bits']:>6}{_fmt_int(c['train_flops']):>13}"

@@ -167,9 +167,10 @@ def dense_stage(cfg: EBConfig, data, loaders, out: Path, device, progress=True) 
 
 # %% ../nbs/09_ebtrain.ipynb #f9d19f60
 def _stage_cost(res: dict, images: int, step_flops: int, precision: str) -> dict:
-    flops = images * res.get('epochs_run', res.get('epochs')) * step_flops
+    epochs = res.get('epochs', res.get('epochs_run'))  # search receipts written before fit_stage had only epochs_run
+    flops = images * epochs * step_flops
     bits = res.get('bits', stage_bits(None, precision))  # run folders written before low precision existed
-    return dict(epochs=res.get('epochs_run', res.get('epochs')), bits=bits, train_flops=flops,
+    return dict(epochs=epochs, bits=bits, train_flops=flops,
                 train_bitops=bitops(flops, bits), wall_s=res['wall_s'], energy_j=res.get('energy_j'))
 
 def _total(*xs): return None if any(x is None for x in xs) else sum(xs)
@@ -180,6 +181,7 @@ def summarise(cfg: EBConfig, n_train: int, search: dict, prune: dict, retrain: d
               retrain=_stage_cost(retrain, n_train, prune['step_flops_after'], cfg.precision))
     if dense: st['dense'] = _stage_cost(dense, n_train, prune['step_flops_before'], cfg.precision)
     eb = lambda k: _total(st['search'][k], st['retrain'][k])
+    flops_dense = n_train * cfg.epochs * prune['step_flops_before']  # the whole schedule, even without the dense stage
     return dict(
         eb_epoch=search['eb_epoch'], eb_epochs=search['eb_epochs'], epochs=cfg.epochs, search_epochs=search['epochs_run'],
         retrain_epochs=retrain['epochs'], ratio=cfg.ratio, init=cfg.init,
@@ -187,9 +189,8 @@ def summarise(cfg: EBConfig, n_train: int, search: dict, prune: dict, retrain: d
         dense_acc=dense['dense_acc'] if dense else None, search_acc=search['search_acc'], ticket_acc=retrain['ticket_acc'],
         params_before=prune['params_before'], params_after=prune['params_after'],
         flops_before=prune['flops_before'], flops_after=prune['flops_after'],
-        train_flops_eb=eb('train_flops'), train_flops_dense=n_train * cfg.epochs * prune['step_flops_before'],
-        train_bitops_eb=eb('train_bitops'),
-        train_bitops_dense=bitops(n_train * cfg.epochs * prune['step_flops_before'], stage_bits(None, cfg.precision)),
+        train_flops_eb=eb('train_flops'), train_flops_dense=flops_dense,
+        train_bitops_eb=eb('train_bitops'), train_bitops_dense=bitops(flops_dense, stage_bits(None, cfg.precision)),
         wall_s_eb=eb('wall_s'), wall_s_dense=dense['wall_s'] if dense else None,
         energy_j_eb=eb('energy_j'), energy_j_dense=st['dense']['energy_j'] if dense else None, stages=st)
 

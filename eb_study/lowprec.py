@@ -34,6 +34,19 @@ def _check(x, wl, kind, rounding, dim, fl):
     if dim is not None and not -x.ndim <= dim < max(x.ndim, 1):
         raise ValueError(f"dim={dim} is out of range for a tensor of shape {tuple(x.shape)}")
 
+def _bfp_step(y: Tensor, wl: int, dim: int | None, rounding: str) -> Tensor:
+    "Each block's step: 2**(floor(log2 M) - (wl-2)), doubled where rounding would carry M past the largest code."
+    a = y.abs()
+    others = [d for d in range(y.ndim) if dim is None or d != dim % y.ndim]
+    m = a.amax(dim=others, keepdim=True) if others else a
+    e_min = round(math.log2(torch.finfo(y.dtype).tiny)) + wl - 2  # keeps the step a normal number
+    e = (torch.frexp(m).exponent - 1).clamp(min=e_min)  # floor(log2 M)
+    step = torch.exp2((e - (wl - 2)).to(y.dtype))
+    top, qmax = m / step, 2 ** (wl - 1) - 1
+    over = torch.round(top) > qmax if rounding == 'nearest' else top > qmax
+    step = torch.where(over, 2 * step, step)
+    return torch.where(torch.isfinite(m), step, torch.nan)  # NaN/±inf in a block: no exponent, the block is NaN
+
 def _round(y: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor:
     if rounding == 'nearest': return torch.round(y)
     f = torch.floor(y)
@@ -56,29 +69,14 @@ def quantize(x: Tensor, wl: int = 8,  # word length in bits: a sign and wl-1 mag
     if kind == 'fixed':
         step = 2.0 ** -fl
         return (_round(y / step, rounding, generator).clamp_(-qmax - 1, qmax) * step).to(x.dtype)
-    a = y.abs()
-    if dim is None: m = a.amax()
-    else:
-        others = [d for d in range(y.ndim) if d != dim % y.ndim]
-        m = a.amax(dim=others, keepdim=True) if others else a
-    e_min = round(math.log2(torch.finfo(y.dtype).tiny)) + wl - 2  # keeps the step a normal number
-    e = (torch.frexp(m).exponent - 1).clamp(min=e_min)  # floor(log2 M)
-    step = torch.exp2((e - (wl - 2)).to(y.dtype))
-    top = m / step
-    over = torch.round(top) > qmax if rounding == 'nearest' else top > qmax
-    step = torch.where(over, 2 * step, step)
-    step = torch.where(torch.isfinite(m), step, torch.nan)  # NaN/±inf in a block: no exponent, the block is NaN
+    step = _bfp_step(y, wl, dim, rounding)
     return (_round(y / step, rounding, generator) * step).to(x.dtype)
 
 # %% ../nbs/07a_lowprec.ipynb #36495c75
 def bfp_step(x: Tensor, wl: int = 8, dim: int | None = None, rounding: str = 'nearest') -> Tensor:
     "The step Δ that `quantize(x, wl, 'bfp', rounding, dim)` uses for each element's block (broadcastable to `x`)."
-    a = x.abs().float()
-    others = [d for d in range(x.ndim) if dim is None or d != dim % x.ndim]
-    m = a.amax(dim=others, keepdim=True) if others else a
-    step = torch.exp2((torch.frexp(m).exponent - 1 - (wl - 2)).float())
-    over = torch.round(m / step) > 2 ** (wl - 1) - 1 if rounding == 'nearest' else m / step > 2 ** (wl - 1) - 1
-    return torch.where(over, 2 * step, step)
+    _check(x, wl, 'bfp', rounding, dim, None)
+    return _bfp_step(x if x.dtype == torch.float64 else x.float(), wl, dim, rounding)
 
 # %% ../nbs/07a_lowprec.ipynb #86c54036
 @dataclass
