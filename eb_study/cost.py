@@ -7,19 +7,12 @@ from __future__ import annotations
 import warnings
 import torch
 from .train import Hook, Trainer
+from .lowprec import LowPrecision, LPConfig
 
 # %% auto #0
-__all__ = ['WORD_BITS', 'stage_bits', 'bitops', 'energy_counter', 'EnergyMeter', 'stage_energy']
+__all__ = ['bitops', 'energy_counter', 'EnergyMeter', 'stage_energy', 'stage_hooks']
 
 # %% ../nbs/07b_cost.ipynb #a5b6f527
-WORD_BITS = {'fp32': 32, 'bf16': 16}
-
-def stage_bits(bits: int | None, precision: str = 'fp32') -> int:
-    "Word length of a stage's arithmetic: `bits` for simulated low precision, else that of `precision`."
-    if bits is not None: return int(bits)
-    if precision not in WORD_BITS: raise ValueError(f"precision must be one of {tuple(WORD_BITS)}, got {precision!r}")
-    return WORD_BITS[precision]
-
 def bitops(flops: int, bits: int) -> int:
     "Bit-operations of `flops` operations on `bits`-bit numbers, in the linear model (cost ∝ word length)."
     return int(flops) * int(bits)
@@ -52,8 +45,18 @@ class EnergyMeter(Hook):
         self.start = self.read()
     def after_epoch(self, t: Trainer):  # the engine has synchronised: evaluation ends in .item()
         t.history[-1]['energy_j'] = self.read() - self.start
+    def summary(self, t: Trainer) -> dict:
+        return dict(energy_j=stage_energy(t.history), epoch_energy_j=[h.get('energy_j') for h in t.history])
 
 def stage_energy(history: list[dict]) -> float | None:
     "A stage's measured energy in joules: the sum over its epochs, or `None` if any epoch was not measured."
     e = [h.get('energy_j') for h in history]
     return None if not e or any(v is None for v in e) else float(sum(e))
+
+# %% ../nbs/07b_cost.ipynb #3a5b4392
+def stage_hooks(device, bits: int | None = None,  # simulated word length (None: the engine's own precision)
+                seed: int = 0,  # seed of stochastic rounding
+               ) -> list[Hook]:
+    "The hooks that measure a stage: an `EnergyMeter` where `device` has an energy counter, `LowPrecision` for `bits`."
+    read = energy_counter(device)
+    return ([LowPrecision(LPConfig.bits(bits), seed)] if bits else []) + ([EnergyMeter(read)] if read else [])

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['NPZ_KEYS', 'IMAGE_SUFFIXES', 'DATASETS', 'channel_stats', 'ImageData', 'digits_data', 'data_root', 'cifar_data',
-           'npz_data', 'folder_data', 'load_data', 'crop_flip', 'DeviceLoader', 'get_loaders']
+__all__ = ['NPZ_KEYS', 'IMAGE_SUFFIXES', 'DATASETS', 'SUBSET_NAME', 'channel_stats', 'ImageData', 'digits_data', 'data_root',
+           'cifar_data', 'npz_data', 'folder_data', 'load_data', 'cifar10_subset', 'crop_flip', 'DeviceLoader',
+           'get_loaders']
 
 # %% ../nbs/04_data.ipynb #ab3e8a66
 def channel_stats(x: Tensor,  # uint8 images N×C×H×W
@@ -164,6 +165,20 @@ def load_data(name: str = 'digits',  # a key of `DATASETS`, a path to an `.npz` 
     if Path(name).expanduser().is_dir(): return folder_data(name)
     raise ValueError(f"unknown dataset {name!r}: use one of {sorted(DATASETS)}, a path to an .npz file "
                      f"(x_train, y_train, x_test, y_test), or an image folder (train/<class>/*, test/<class>/*)")
+
+# %% ../nbs/04_data.ipynb #515870c7
+SUBSET_NAME = 'cifar10_subset.npz'
+
+def cifar10_subset(start: str | os.PathLike | None = None,  # where to start looking (default: the working directory)
+                  ) -> Path | None:
+    "The shared CIFAR-10 subset: `$EB_STUDY_SUBSET`, else `shared/data/` in `start` or a folder above it; `None` if absent."
+    if os.environ.get('EB_STUDY_SUBSET'):
+        p = Path(os.environ['EB_STUDY_SUBSET']).expanduser()
+        if not p.is_file(): raise FileNotFoundError(f"$EB_STUDY_SUBSET names {p}, which does not exist")
+        return p
+    here = Path(start or Path.cwd()).resolve()
+    return next((d / 'shared' / 'data' / SUBSET_NAME for d in (here, *here.parents)
+                 if (d / 'shared' / 'data' / SUBSET_NAME).is_file()), None)
 
 # %% ../nbs/04_data.ipynb #21754d9e
 def crop_flip(x: Tensor,  # images B×C×H×W (any dtype)

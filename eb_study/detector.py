@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 import math
-import torch
 from torch import nn, Tensor
 from .masking import channel_mask
 from .distance import as_flat_mask, mask_distance

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from .masking import Mask, flatten_mask
+from .masking import flatten_mask
 
 # %% auto #0
 __all__ = ['as_flat_mask', 'mask_distance', 'distance_matrix', 'plot_distance_matrix']

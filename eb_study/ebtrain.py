@@ -4,58 +4,64 @@
 
 # %% ../nbs/09_ebtrain.ipynb #df00c946
 from __future__ import annotations
-import dataclasses, json, warnings
+import csv, dataclasses, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from torch import nn
+from .cost import bitops, stage_hooks
 from .data import load_data, get_loaders
 from .detector import EarlyBird
-from .masking import flatten_mask
-from .models import get_model, build_model, save_model, load_model
+from .lowprec import LPConfig
+from .masking import channel_mask, flatten_mask
+from .models import get_model, build_model, save_model, load_model, MODELS
 from .prune import count_params, count_flops, training_flops
 from .retrain import make_ticket, INITS
-from .store import save_json, load_json, save_checkpoint, load_checkpoint, config_hash
-from .train import Trainer, TrainConfig, Hook
-from .lowprec import LowPrecision, LPConfig
-from .cost import stage_bits, bitops, energy_counter, EnergyMeter, stage_energy
+from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage_spec, stage_dir
+from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['EBConfig', 'EBSearch', 'fit_stage', 'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage', 'summarise',
-           'plot_run', 'resolve_device', 'eb_train']
+__all__ = ['STAGE_FIELDS', 'EBConfig', 'stage_dirs', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage',
+           'summarise', 'read_log', 'plot_run', 'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
 class EBConfig:
-    "One EB Train run."
+    "One EB Train run: data and model, the training schedule, the EB search, the ticket and its retraining."
     dataset: str = 'digits'  # 'digits' (offline), 'cifar10', 'cifar100', a .npz file or an image folder
-    arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`
-    width: float = 0.25  # channel width multiplier (VGG)
-    epochs: int = 40  # dense schedule length: the search budget and the dense baseline
-    retrain_epochs: int | None = None  # retraining schedule length (None: `epochs`, as the paper)
-    ratio: float = 0.5  # channel pruning ratio of the ticket that is pruned and retrained
-    ratios: tuple[float, ...] = (0.3, 0.5, 0.7)  # ratios watched during the search (`ratio` is always watched)
-    length: int = 5  # EBQueue length l
-    threshold: float = 0.1  # EBQueue threshold ε
-    mode: str = 'newest'  # EBQueue rule: 'newest' (reference code) or 'consecutive' (paper's text)
-    stop_at_eb: bool = True  # stop the search when the ticket at `ratio` emerges
-    init: str = 'inherit'  # retraining starts from 'inherit' (EB weights), 'random' or 'rewind' (θ0)
-    lr: float = 0.1  # initial learning rate (search, retrain and dense)
-    schedule: str = 'step'  # 'step' or 'cosine'
-    sparsity: float = 1e-4  # s, L1 strength on BN scales during the search
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    precision: str = 'fp32'  # 'fp32' or 'bf16'
-    search_bits: int | None = None  # word length of a low-precision search (8: EB Train LF/LL); None: `precision`
-    retrain_bits: int | None = None  # word length of low-precision retraining (8 with search_bits=8: LL)
+    arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`: vgg11/13/16/19, preresnet20/56/101/164
+    width: float = 0.25  # channel width multiplier
     seed: int = 0  # fixes initialisation, data order and therefore masks
-    dense_baseline: bool = True  # also train the dense baseline
+    epochs: int = 40  # dense schedule length: the search budget and the dense baseline
+    lr: float = 0.1  # initial learning rate (search, retraining and dense)
+    schedule: str = 'step'  # 'step' (÷10 at 50 % and 75 % of the run) or 'cosine'
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # weight decay, on every parameter (BN included, as the reference code)
+    batch_size: int = 64  # training batch size
+    precision: str = 'fp32'  # 'fp32' or 'bf16' (autocast)
+    sparsity: float = 1e-4  # s, the L1 strength on BN scales during the search
+    ratios: tuple[float, ...] = (0.3, 0.5, 0.7)  # channel ratios watched by the search (`ratio` is always watched)
+    length: int = 5  # l, the number of masks in each EB queue
+    threshold: float = 0.1  # ε: a ticket emerges when the largest mask distance in its queue is below it
+    mode: str = 'newest'  # EB queue rule: 'newest' (reference code) or 'consecutive' (paper's text)
+    full_search: bool = False  # search for the whole schedule instead of stopping when every watched ticket emerged
+    search_bits: int | None = None  # simulated word length of the search (8: EB Train LF and LL); None: `precision`
+    ratio: float = 0.5  # channel pruning ratio of the ticket that is pruned and retrained
+    init: str = 'inherit'  # the ticket starts from 'inherit' (EB weights), 'random' or 'rewind' (θ0)
+    retrain_epochs: int | None = None  # retraining schedule length (None: `epochs`)
+    retrain_bits: int | None = None  # simulated word length of retraining (8 with search_bits=8: EB Train LL)
+    dense: bool = True  # also train the dense baseline
 
     def __post_init__(self):
-        self.ratios = tuple(sorted(set(float(r) for r in self.ratios) | {float(self.ratio)}))
+        if self.arch not in MODELS: raise ValueError(f"unknown model {self.arch!r}; valid names: {', '.join(MODELS)}")
         if not 0 <= self.ratio < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {self.ratio}")
+        for r in self.ratios:
+            if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r} in ratios")
+        self.ratios = tuple(sorted(set(float(r) for r in self.ratios) | {float(self.ratio)}))
         if self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        self.train_config(self.epochs, self.sparsity)  # validates the training fields
+        if self.mode not in ('newest', 'consecutive'): raise ValueError(f"mode must be 'newest' or 'consecutive', got {self.mode!r}")
+        if self.retrain_epochs is not None and (int(self.retrain_epochs) != self.retrain_epochs or self.retrain_epochs < 1):
+            raise ValueError(f"retrain_epochs must be a positive integer, got {self.retrain_epochs}")
+        self.train_config()  # validates the training fields
         for name in ('search_bits', 'retrain_bits'):
             bits = getattr(self, name)
             if bits is None: continue
@@ -64,155 +70,162 @@ class EBConfig:
             if self.precision != 'fp32':
                 raise ValueError(f"{name} simulates low precision in fp32 arithmetic: use precision='fp32', not {self.precision!r}")
 
-    def train_config(self, epochs: int, sparsity: float) -> TrainConfig:
-        return TrainConfig(epochs=epochs, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
-                           sparsity=sparsity, precision=self.precision)
+    def train_config(self, epochs: int | None = None, sparsity: float = 0.0) -> TrainConfig:
+        "The engine's configuration for a stage of `epochs` (default: the schedule) with BN sparsity `sparsity`."
+        return TrainConfig(epochs=epochs or self.epochs, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                           schedule=self.schedule, sparsity=sparsity, precision=self.precision)
 
     @property
     def n_retrain(self) -> int: return self.retrain_epochs or self.epochs
 
 # %% ../nbs/09_ebtrain.ipynb #28d95211
+_COMMON = ('dataset', 'seed', 'batch_size', 'arch', 'width', 'epochs', 'lr', 'schedule', 'momentum', 'weight_decay', 'precision')
+STAGE_FIELDS = {
+    'search': _COMMON + ('sparsity', 'ratios', 'length', 'threshold', 'mode', 'full_search', 'search_bits'),
+    'dense': _COMMON,
+    'prune': ('ratio', 'init'),  # and its search
+    'retrain': ('retrain_epochs', 'retrain_bits'),  # and its pruned ticket
+}
+
+def stage_dirs(cfg: EBConfig, root: str | Path) -> dict[str, Path]:
+    "The folders of `cfg`'s stages under `root` — search, dense, prune, retrain — and of the run's summary ('run')."
+    d = {s: stage_dir(root, stage_spec(s, cfg, STAGE_FIELDS[s])) for s in ('search', 'dense')}
+    d['prune'] = stage_dir(root, stage_spec('prune', cfg, STAGE_FIELDS['prune'], parent=d['search']))
+    d['retrain'] = stage_dir(root, stage_spec('retrain', cfg, STAGE_FIELDS['retrain'], parent=d['prune']))
+    d['run'] = stage_dir(root, stage_spec('eb', cfg, [f.name for f in dataclasses.fields(cfg)]))
+    return d
+
+# %% ../nbs/09_ebtrain.ipynb #2e039a27
 class EBSearch(Hook):
-    "Engine hook: draw masks each epoch into `eb`; save the EB weights at emergence of `ratio`; optionally stop."
-    def __init__(self, eb: EarlyBird, ratio: float, stop: bool = True, out: Path | None = None):
-        self.eb, self.ratio, self.stop, self.out = eb, ratio, stop, out
+    "Engine hook: draw masks each epoch into `eb`; save each ratio's EB weights when its ticket emerges; optionally stop."
+    def __init__(self, eb: EarlyBird,
+                 stop: bool = True,  # stop once every watched ratio's ticket has emerged
+                 out: Path | None = None):  # where the tickets go
+        self.eb, self.stop, self.out = eb, stop, out
+
+    def ticket_path(self, ratio: float) -> Path: return self.out / f'eb_ticket_p{ratio:g}.pt'
 
     def after_epoch(self, t: Trainer) -> bool:
-        q = self.eb.queues[self.ratio]
-        before = q.emerged
+        before = {r: q.emerged for r, q in self.eb.queues.items()}
         self.eb.step(t.model)
-        if q.emerged and not before and self.out: self.save_ticket(t, q.emerged_at)
-        return self.stop and q.emerged
+        for r, q in self.eb.queues.items():
+            if q.emerged and not before[r] and self.out: self.save_ticket(t, r, q.ticket, q.emerged_at)
+        return self.stop and self.eb.emerged
 
-    def save_ticket(self, t: Trainer, epoch: int | None):
-        mask = self.eb.tickets[self.ratio] if epoch else self.eb.masks[self.ratio][-1]
-        save_checkpoint(dict(model=t.model.state_dict(), config=t.model.config, epoch=epoch, mask=mask),
-                        self.out / 'eb_ticket.pt')
+    def save_ticket(self, t: Trainer, ratio: float, mask, epoch: int | None):
+        save_checkpoint(dict(model=t.model.state_dict(), config=t.model.config, epoch=epoch, mask=mask), self.ticket_path(ratio))
 
     def after_fit(self, t: Trainer):
-        if self.out and not (self.out / 'eb_ticket.pt').exists():  # never emerged: fall back to the last mask
-            warnings.warn(f"no EB ticket at p={self.ratio} emerged in {t.epoch} epochs: using the last epoch's mask")
-            self.save_ticket(t, None)
+        if not self.out: return
+        for r in self.eb.queues:
+            if not self.ticket_path(r).exists():  # never emerged: the final weights' mask
+                warnings.warn(f"no EB ticket at p={r} emerged in {t.epoch} epochs: drawing it from the final weights")
+                self.save_ticket(t, r, channel_mask(t.model, r), None)
 
     def state_dict(self): return self.eb.state_dict()
     def load_state_dict(self, sd): self.eb.load_state_dict(sd)
 
-# %% ../nbs/09_ebtrain.ipynb #2e039a27
-def _dense_model(cfg: EBConfig, num_classes: int) -> nn.Module:
-    torch.manual_seed(cfg.seed)
-    return get_model(cfg.arch, num_classes=num_classes, width=cfg.width)
-
-def fit_stage(d: Path, model: nn.Module, loaders, tcfg: TrainConfig, device, progress: bool = True, desc: str = 'train',
-              hooks=(), bits: int | None = None, seed: int = 0, result=lambda t: {}) -> dict:
-    """Train `model` in run folder `d` (resuming), in `bits`-bit precision if given, and write `d/result.json`:
-    `result(trainer)` and the stage's cost. If `d/result.json` exists it is returned and nothing is trained."""
-    if (d / 'result.json').exists(): return load_json(d / 'result.json')
-    hooks = list(hooks) + ([LowPrecision(LPConfig.bits(bits), seed)] if bits else [])
-    if (read := energy_counter(device)) is not None: hooks.append(EnergyMeter(read))
-    t = Trainer(model, *loaders, tcfg, hooks=hooks, run_dir=d, device=device, progress=progress, desc=desc)
-    t.fit()
-    res = dict(result(t), epochs=t.epoch, test_acc=t.history[-1]['test_acc'], bits=stage_bits(bits, tcfg.precision),
-               wall_s=float(sum(h['time_s'] for h in t.history)), energy_j=stage_energy(t.history))
-    save_json(res, d / 'result.json')
-    return res
-
-# %% ../nbs/09_ebtrain.ipynb #53546e8b
-def search_stage(cfg: EBConfig, data, loaders, out: Path, device, progress=True, hooks=()) -> dict:
-    "Stage 1: sparse training of the dense network with EB detection (and any extra `hooks`); writes `out/search`."
-    d = out / 'search'
-    model = _dense_model(cfg, data.num_classes)
+# %% ../nbs/09_ebtrain.ipynb #c1d34b4a
+def search_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, hooks=()) -> dict:
+    "Stage 1: sparse training of the dense network with EB detection (and any extra `hooks`) in folder `d`."
+    model = get_model(cfg.arch, data.num_classes, cfg.width, seed=cfg.seed)
     if not (d / 'init.pt').exists(): save_checkpoint(model.state_dict(), d / 'init.pt')  # θ0, for init='rewind'
     eb = EarlyBird(cfg.ratios, cfg.length, cfg.threshold, cfg.mode, keep_masks=True)
     def result(t):
         save_checkpoint({r: torch.stack([flatten_mask(m) for m in ms]) for r, ms in eb.masks.items()}, d / 'masks.pt')
-        return dict(eb_epoch=eb.emerged_at[cfg.ratio], eb_epochs={str(r): e for r, e in eb.emerged_at.items()},
-                    epochs_run=t.epoch, search_acc=t.history[-1]['test_acc'],
+        return dict(eb_epochs={str(r): e for r, e in eb.emerged_at.items()},
                     max_distance={str(r): q.history for r, q in eb.queues.items()})
-    return fit_stage(d, model, loaders, cfg.train_config(cfg.epochs, cfg.sparsity), device, progress, 'search',
-                     hooks=[EBSearch(eb, cfg.ratio, stop=cfg.stop_at_eb, out=d), *hooks], bits=cfg.search_bits,
-                     seed=cfg.seed, result=result)
+    return fit_stage(d, model, loaders, cfg.train_config(sparsity=cfg.sparsity), device,
+                     [EBSearch(eb, stop=not cfg.full_search, out=d), *hooks, *stage_hooks(device, cfg.search_bits, cfg.seed)],
+                     progress, 'search', result)
 
-# %% ../nbs/09_ebtrain.ipynb #c1d34b4a
-def prune_stage(cfg: EBConfig, data, out: Path, device) -> dict:
-    "Stage 2: prune the EB ticket physically, starting from the weights `cfg.init` names; writes `out/prune`."
-    d = out / 'prune'
+# %% ../nbs/09_ebtrain.ipynb #adc72472
+def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path) -> dict:
+    "Stage 2: prune the ticket at `cfg.ratio` physically, starting from the weights `cfg.init` names, in folder `d`."
     if (d / 'result.json').exists(): return load_json(d / 'result.json')
-    ck = load_checkpoint(out / 'search' / 'eb_ticket.pt')
+    ck = load_checkpoint(search_dir / f'eb_ticket_p{cfg.ratio:g}.pt')
     dense = build_model(ck['config']); dense.load_state_dict(ck['model'])
-    init_state = load_checkpoint(out / 'search' / 'init.pt')
-    ticket = make_ticket(dense, ck['mask'], cfg.init, init_state=init_state, seed=cfg.seed + 1)
+    ticket = make_ticket(dense, ck['mask'], cfg.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=cfg.seed + 1)
     save_model(ticket, d / 'ticket.pt')
     save_checkpoint(ck['mask'], d / 'mask.pt')
-    size = data.x_train.shape[1:]
-    res = dict(params_before=count_params(dense), params_after=count_params(ticket),
-               flops_before=count_flops(dense, (1, *size)), flops_after=count_flops(ticket, (1, *size)),
-               step_flops_before=training_flops(dense, (1, *size)), step_flops_after=training_flops(ticket, (1, *size)),
+    size = (1, *data.x_train.shape[1:])
+    res = dict(eb_epoch=ck['epoch'], params_before=count_params(dense), params_after=count_params(ticket),
+               flops_before=count_flops(dense, size), flops_after=count_flops(ticket, size),
+               step_flops_before=training_flops(dense, size), step_flops_after=training_flops(ticket, size),
                channels_kept=int(sum(int(m.sum()) for m in ck['mask'].values())),
                channels=int(sum(m.numel() for m in ck['mask'].values())), init=cfg.init)
     save_json(res, d / 'result.json')
     return res
 
-# %% ../nbs/09_ebtrain.ipynb #adc72472
-def retrain_stage(cfg: EBConfig, loaders, out: Path, device, progress=True) -> dict:
-    "Stage 3: train the pruned ticket (no sparsity) for `cfg.n_retrain` epochs; writes `out/retrain`."
-    d = out / 'retrain'
-    def result(t): save_model(t.model, d / 'model.pt'); return dict(ticket_acc=t.history[-1]['test_acc'])
-    return fit_stage(d, load_model(out / 'prune' / 'ticket.pt'), loaders, cfg.train_config(cfg.n_retrain, 0.0), device,
-                     progress, 'retrain', bits=cfg.retrain_bits, seed=cfg.seed, result=result)
+# %% ../nbs/09_ebtrain.ipynb #de2406fc
+def retrain_stage(cfg: EBConfig, loaders, prune_dir: Path, d: Path, device, progress=True, hooks=()) -> dict:
+    "Stage 3: train the pruned ticket (no sparsity) for `cfg.n_retrain` epochs in folder `d`."
+    def result(t): save_model(t.model, d / 'model.pt'); return {}
+    return fit_stage(d, load_model(prune_dir / 'ticket.pt'), loaders, cfg.train_config(cfg.n_retrain), device,
+                     [*hooks, *stage_hooks(device, cfg.retrain_bits, cfg.seed)], progress, 'retrain', result)
 
-def dense_stage(cfg: EBConfig, data, loaders, out: Path, device, progress=True) -> dict:
-    "Stage 4: the dense baseline, same initialisation and schedule, full precision, no sparsity; writes `out/dense`."
-    return fit_stage(out / 'dense', _dense_model(cfg, data.num_classes), loaders, cfg.train_config(cfg.epochs, 0.0),
-                     device, progress, 'dense', result=lambda t: dict(dense_acc=t.history[-1]['test_acc']))
+def dense_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, hooks=()) -> dict:
+    "Stage 4: the dense baseline in folder `d`: the search's initialisation and schedule, full precision, no sparsity."
+    return fit_stage(d, get_model(cfg.arch, data.num_classes, cfg.width, seed=cfg.seed), loaders, cfg.train_config(),
+                     device, [*hooks, *stage_hooks(device)], progress, 'dense')
 
 # %% ../nbs/09_ebtrain.ipynb #f9d19f60
-def _stage_cost(res: dict, images: int, step_flops: int, precision: str) -> dict:
-    epochs = res.get('epochs', res.get('epochs_run'))  # search receipts written before fit_stage had only epochs_run
+def _cost(res: dict, epochs: int, images: int, step_flops: int) -> dict:
+    "The cost of the first `epochs` epochs of the stage whose `result.json` is `res`."
     flops = images * epochs * step_flops
-    bits = res.get('bits', stage_bits(None, precision))  # run folders written before low precision existed
-    return dict(epochs=epochs, bits=bits, train_flops=flops,
-                train_bitops=bitops(flops, bits), wall_s=res['wall_s'], energy_j=res.get('energy_j'))
+    energy = res.get('epoch_energy_j') or [None]
+    return dict(epochs=epochs, bits=res['bits'], train_flops=flops, train_bitops=bitops(flops, res['bits']),
+                wall_s=float(sum(res['epoch_time_s'][:epochs])),
+                energy_j=None if None in energy else float(sum(energy[:epochs])))
 
 def _total(*xs): return None if any(x is None for x in xs) else sum(xs)
 
 def summarise(cfg: EBConfig, n_train: int, search: dict, prune: dict, retrain: dict, dense: dict | None) -> dict:
     "The run's headline figures (the keys of `results.json`), with a cost line per stage under `stages`."
-    st = dict(search=_stage_cost(search, n_train, prune['step_flops_before'], cfg.precision),
-              retrain=_stage_cost(retrain, n_train, prune['step_flops_after'], cfg.precision))
-    if dense: st['dense'] = _stage_cost(dense, n_train, prune['step_flops_before'], cfg.precision)
+    search_epochs = prune['eb_epoch'] or search['epochs']  # a ticket that never emerged cost the whole search
+    st = dict(search=_cost(search, search_epochs, n_train, prune['step_flops_before']),
+              retrain=_cost(retrain, retrain['epochs'], n_train, prune['step_flops_after']))
+    if dense: st['dense'] = _cost(dense, dense['epochs'], n_train, prune['step_flops_before'])
     eb = lambda k: _total(st['search'][k], st['retrain'][k])
     flops_dense = n_train * cfg.epochs * prune['step_flops_before']  # the whole schedule, even without the dense stage
     return dict(
-        eb_epoch=search['eb_epoch'], eb_epochs=search['eb_epochs'], epochs=cfg.epochs, search_epochs=search['epochs_run'],
+        eb_epoch=prune['eb_epoch'], eb_epochs=search['eb_epochs'], epochs=cfg.epochs, search_epochs=search_epochs,
         retrain_epochs=retrain['epochs'], ratio=cfg.ratio, init=cfg.init,
         search_bits=st['search']['bits'], retrain_bits=st['retrain']['bits'],
-        dense_acc=dense['dense_acc'] if dense else None, search_acc=search['search_acc'], ticket_acc=retrain['ticket_acc'],
+        dense_acc=dense['test_acc'] if dense else None, search_acc=search['test_acc'], ticket_acc=retrain['test_acc'],
         params_before=prune['params_before'], params_after=prune['params_after'],
         flops_before=prune['flops_before'], flops_after=prune['flops_after'],
         train_flops_eb=eb('train_flops'), train_flops_dense=flops_dense,
-        train_bitops_eb=eb('train_bitops'), train_bitops_dense=bitops(flops_dense, stage_bits(None, cfg.precision)),
+        train_bitops_eb=eb('train_bitops'), train_bitops_dense=bitops(flops_dense, cfg.train_config().bits),
         wall_s_eb=eb('wall_s'), wall_s_dense=dense['wall_s'] if dense else None,
         energy_j_eb=eb('energy_j'), energy_j_dense=st['dense']['energy_j'] if dense else None, stages=st)
 
 # %% ../nbs/09_ebtrain.ipynb #9938189d
-def plot_run(out: Path, cfg: EBConfig) -> list[Path]:
-    "Write `distance_matrix.png` and `curves.png` into the run folder `out`."
-    import matplotlib; import matplotlib.pyplot as plt
+def read_log(path: str | Path) -> list[dict]:
+    "The rows of an engine's `log.csv`, columns by name, numbers as floats (empty cells as `None`)."
+    with open(path, newline='') as f:
+        return [{k: float(v) if v else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+def plot_run(cfg: EBConfig, dirs: dict[str, Path]) -> list[Path]:
+    "Write `distance_matrix.png` and `curves.png` of the run whose stage folders are `dirs` into `dirs['run']`."
+    import matplotlib.pyplot as plt
     from eb_study.distance import distance_matrix, plot_distance_matrix
-    out = Path(out); search = load_json(out / 'search' / 'result.json')
-    masks = load_checkpoint(out / 'search' / 'masks.pt')[cfg.ratio]
+    out, search = dirs['run'], load_json(dirs['search'] / 'result.json')
+    eb_epoch = load_json(dirs['prune'] / 'result.json')['eb_epoch']
+    masks = load_checkpoint(dirs['search'] / 'masks.pt')[cfg.ratio]
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     plot_distance_matrix(distance_matrix(masks), eps=cfg.threshold, ax=ax, epochs=range(1, len(masks) + 1),
                          title=f'{cfg.arch} on {Path(cfg.dataset).name}, p = {cfg.ratio}')
     fig.tight_layout(); fig.savefig(out / 'distance_matrix.png', dpi=110); plt.close(fig)
 
     fig, axs = plt.subplots(1, 2, figsize=(11, 4))
-    logs = {k: _read_log(out / k / 'log.csv') for k in ('dense', 'search', 'retrain') if (out / k / 'log.csv').exists()}
-    off = {'dense': 0, 'search': 0, 'retrain': search['epochs_run']}
-    for k, rows in logs.items():
+    off = {'dense': 0, 'search': 0, 'retrain': eb_epoch or search['epochs']}
+    for k in ('dense', 'search', 'retrain'):
+        if not (dirs[k] / 'log.csv').exists(): continue
+        rows = read_log(dirs[k] / 'log.csv')
         axs[0].plot([r['epoch'] + off[k] for r in rows], [r['test_acc'] for r in rows], marker='.', label=k)
-    if search['eb_epoch']: axs[0].axvline(search['eb_epoch'], color='gray', ls=':', label='EB ticket drawn')
-    axs[0].set(xlabel='epoch (retraining starts where the search stopped)', ylabel='test accuracy', title='training')
+    if eb_epoch: axs[0].axvline(eb_epoch, color='gray', ls=':', label='EB ticket drawn')
+    axs[0].set(xlabel='epoch (retraining starts where the ticket was drawn)', ylabel='test accuracy', title='training')
     axs[0].legend()
     for r, h in search['max_distance'].items(): axs[1].plot(range(1, len(h) + 1), h, marker='.', label=f'p = {r}')
     axs[1].axhline(cfg.threshold, color='red', ls='--', lw=1, label=f'ε = {cfg.threshold}')
@@ -220,36 +233,25 @@ def plot_run(out: Path, cfg: EBConfig) -> list[Path]:
     fig.tight_layout(); fig.savefig(out / 'curves.png', dpi=110); plt.close(fig)
     return [out / 'distance_matrix.png', out / 'curves.png']
 
-def _read_log(path: Path) -> list[dict]:
-    head, *rows = Path(path).read_text().split()
-    return [{k: float(v) if v else None for k, v in zip(head.split(','), r.split(','))} for r in rows]
-
 # %% ../nbs/09_ebtrain.ipynb #e270fc88
-def resolve_device(device: str | torch.device = 'auto') -> torch.device:
-    "`'auto'` is CUDA when available, else the CPU."
-    if str(device) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(device)
-    if device.type == 'cuda' and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but CUDA is not available")
-    return device
-
-def eb_train(cfg: EBConfig, out: str | Path | None = None, device: str = 'auto', progress: bool = True,
+def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage folders live (default: `runs`)
+             device: str = 'auto', progress: bool = True,
              download: bool = False,  # let torchvision download CIFAR if it is not on disk
+             hooks=(),  # extra engine hooks for every stage (logging, say)
             ) -> dict:
-    "Run EB Train (search → prune → retrain, and the dense baseline) into `out`; resumes an interrupted run."
-    out = Path(out) if out is not None else Path('runs') / config_hash(cfg)
+    "Run EB Train (search → prune → retrain, and the dense baseline) under `root`, reusing finished stages; returns the results."
     device = resolve_device(device)
-    config = dataclasses.asdict(cfg)
-    if (out / 'config.json').exists() and load_json(out / 'config.json') != json.loads(json.dumps(config)):
-        raise ValueError(f"{out} holds a run with another configuration; choose another --out")
-    save_json(config, out / 'config.json')
-    data = load_data(cfg.dataset, download=download)
+    data = load_data(cfg.dataset, download=download)  # validates before anything is written
+    get_model(cfg.arch, data.num_classes, cfg.width)
+    dirs = stage_dirs(cfg, Path('runs') if root is None else root)
+    save_json(dataclasses.asdict(cfg), dirs['run'] / 'config.json')
     loaders = get_loaders(data, batch_size=cfg.batch_size, device=device, seed=cfg.seed)
-    search = search_stage(cfg, data, loaders, out, device, progress)
-    prune = prune_stage(cfg, data, out, device)
-    retrain = retrain_stage(cfg, loaders, out, device, progress)
-    dense = dense_stage(cfg, data, loaders, out, device, progress) if cfg.dense_baseline else None
+    search = search_stage(cfg, data, loaders, dirs['search'], device, progress, hooks)
+    prune = prune_stage(cfg, data, dirs['search'], dirs['prune'])
+    retrain = retrain_stage(cfg, loaders, dirs['prune'], dirs['retrain'], device, progress, hooks)
+    dense = dense_stage(cfg, data, loaders, dirs['dense'], device, progress, hooks) if cfg.dense else None
     results = summarise(cfg, len(data.y_train), search, prune, retrain, dense)
-    results.update(device=str(device), out=str(out))
-    save_json(results, out / 'results.json')
-    plot_run(out, cfg)
+    results.update(device=str(device), out=str(dirs['run']), stage_dirs={k: str(v) for k, v in dirs.items() if k != 'run'})
+    save_json(results, dirs['run'] / 'results.json')
+    plot_run(cfg, dirs)
     return results

@@ -34,32 +34,36 @@ def _check(x, wl, kind, rounding, dim, fl):
     if dim is not None and not -x.ndim <= dim < max(x.ndim, 1):
         raise ValueError(f"dim={dim} is out of range for a tensor of shape {tuple(x.shape)}")
 
-def _bfp_step(y: Tensor, wl: int, dim: int | None, rounding: str) -> Tensor:
-    "Each block's step: 2**(floor(log2 M) - (wl-2)), doubled where rounding would carry M past the largest code."
+def _bfp_step(y: Tensor, wl: int, dim: int | None, rounding: str, saturate: bool = True) -> Tensor:
+    "Each block's step 2**(floor(log2 M) - (wl-2)); unless `saturate`, doubled where rounding would carry M past the top code."
     a = y.abs()
     others = [d for d in range(y.ndim) if dim is None or d != dim % y.ndim]
     m = a.amax(dim=others, keepdim=True) if others else a
     e_min = round(math.log2(torch.finfo(y.dtype).tiny)) + wl - 2  # keeps the step a normal number
     e = (torch.frexp(m).exponent - 1).clamp(min=e_min)  # floor(log2 M)
     step = torch.exp2((e - (wl - 2)).to(y.dtype))
-    top, qmax = m / step, 2 ** (wl - 1) - 1
-    over = torch.round(top) > qmax if rounding == 'nearest' else top > qmax
-    step = torch.where(over, 2 * step, step)
+    if not saturate:
+        top, qmax = m / step, 2 ** (wl - 1) - 1
+        over = torch.round(top) > qmax if rounding == 'nearest' else top > qmax
+        step = torch.where(over, 2 * step, step)
     return torch.where(torch.isfinite(m), step, torch.nan)  # NaN/±inf in a block: no exponent, the block is NaN
 
-def _round(y: Tensor, rounding: str, generator: torch.Generator | None) -> Tensor:
-    if rounding == 'nearest': return torch.round(y)
+def _round(y: Tensor, rounding: str, generator: torch.Generator | None, ties: str = 'even') -> Tensor:
+    "`y` rounded to an integer: nearest (ties to even, or up for `ties='up'`) or stochastically."
+    if rounding == 'nearest' and ties == 'even': return torch.round(y)
     f = torch.floor(y)
+    if rounding == 'nearest': return f + (y - f >= 0.5).to(y.dtype)  # y - f is exact: no double rounding
     u = torch.empty_like(y).uniform_(generator=generator)
     return f + (u < y - f).to(y.dtype)  # up with probability frac(y); exact when y is an integer
 
 # %% ../nbs/07a_lowprec.ipynb #b2d81af2
 def quantize(x: Tensor, wl: int = 8,  # word length in bits: a sign and wl-1 magnitude bits
              kind: str = 'bfp',  # 'bfp' (block floating point) or 'fixed' (fixed point)
-             rounding: str = 'nearest',  # 'nearest' (ties to even) or 'stochastic' (unbiased)
+             rounding: str = 'nearest',  # 'nearest' (ties: fixed to even, BFP up, as QPyTorch) or 'stochastic' (unbiased)
              dim: int | None = None,  # BFP: one exponent per index along `dim`; None: one for the whole tensor
              fl: int | None = None,  # fixed point: number of fractional bits (step 2**-fl)
              generator: torch.Generator | None = None,  # random source of stochastic rounding
+             saturate: bool = True,  # BFP: clamp a value rounded past the top code (QPyTorch); False: raise the block's exponent
             ) -> Tensor:
     "`x` rounded to the nearest (or a stochastically chosen) value representable in the format; same shape and dtype."
     _check(x, wl, kind, rounding, dim, fl)
@@ -69,14 +73,14 @@ def quantize(x: Tensor, wl: int = 8,  # word length in bits: a sign and wl-1 mag
     if kind == 'fixed':
         step = 2.0 ** -fl
         return (_round(y / step, rounding, generator).clamp_(-qmax - 1, qmax) * step).to(x.dtype)
-    step = _bfp_step(y, wl, dim, rounding)
-    return (_round(y / step, rounding, generator) * step).to(x.dtype)
+    step = _bfp_step(y, wl, dim, rounding, saturate)
+    return (_round(y / step, rounding, generator, ties='up').clamp_(-qmax, qmax) * step).to(x.dtype)
 
 # %% ../nbs/07a_lowprec.ipynb #36495c75
-def bfp_step(x: Tensor, wl: int = 8, dim: int | None = None, rounding: str = 'nearest') -> Tensor:
-    "The step Δ that `quantize(x, wl, 'bfp', rounding, dim)` uses for each element's block (broadcastable to `x`)."
+def bfp_step(x: Tensor, wl: int = 8, dim: int | None = None, rounding: str = 'nearest', saturate: bool = True) -> Tensor:
+    "The step Δ that `quantize(x, wl, 'bfp', rounding, dim, saturate=saturate)` uses for each element's block (broadcastable to `x`)."
     _check(x, wl, 'bfp', rounding, dim, None)
-    return _bfp_step(x if x.dtype == torch.float64 else x.float(), wl, dim, rounding)
+    return _bfp_step(x if x.dtype == torch.float64 else x.float(), wl, dim, rounding, saturate)
 
 # %% ../nbs/07a_lowprec.ipynb #86c54036
 @dataclass
@@ -91,6 +95,7 @@ class LPConfig:
     rounding: str = 'stochastic'  # 'stochastic' (SWALP) or 'nearest'
     block: str = 'small'  # BFP blocks: 'small' (per output channel / per sample) or 'big' (one per tensor)
     fl: int | None = None  # fractional bits (fixed point only)
+    saturate: bool = True  # BFP: clamp values rounded past the top code (QPyTorch, the paper); False: raise the exponent
 
     def __post_init__(self):
         if self.block not in ('small', 'big'): raise ValueError(f"block must be 'small' or 'big', got {self.block!r}")
@@ -107,13 +112,18 @@ class LPConfig:
 
     @property
     def full_precision(self) -> bool: return all(getattr(self, k) is None for k in ('weight', 'act', 'error', 'grad', 'momentum'))
+    @property
+    def word_length(self) -> int:
+        "The widest word length of the five quantities (32 for one kept at full precision): what a stage's bit-operations count."
+        return max(32 if getattr(self, k) is None else getattr(self, k) for k in ('weight', 'act', 'error', 'grad', 'momentum'))
 
     def quantizer(self, name: str, generator: torch.Generator | None = None) -> Callable[[Tensor], Tensor] | None:
         "The rounding function for quantity `name`, or `None` if it stays at full precision."
         wl = getattr(self, name)
         if wl is None: return None
         dim = 0 if self.kind == 'bfp' and self.block == 'small' else None
-        return partial(quantize, wl=wl, kind=self.kind, rounding=self.rounding, dim=dim, fl=self.fl, generator=generator)
+        return partial(quantize, wl=wl, kind=self.kind, rounding=self.rounding, dim=dim, fl=self.fl, generator=generator,
+                       saturate=self.saturate)
 
 # %% ../nbs/07a_lowprec.ipynb #cf2ebed4
 class _Quant(torch.autograd.Function):
@@ -177,3 +187,5 @@ class LowPrecision(Hook):
     def after_fit(self, t: Trainer):
         for h in self.handles: h.remove()
         self.handles = []
+
+    def summary(self, t: Trainer) -> dict: return dict(bits=self.cfg.word_length)

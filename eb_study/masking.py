@@ -4,12 +4,13 @@
 
 # %% ../nbs/00_masking.ipynb #f2dbd193
 from __future__ import annotations
+import math
 import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'channel_mask',
-           'reference_mask', 'add_bn_l1_grad', 'apply_mask']
+__all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'mask_from_scores',
+           'channel_mask', 'reference_mask', 'add_bn_l1_grad', 'apply_mask']
 
 # %% ../nbs/00_masking.ipynb #0b534f08
 Mask = dict[str, Tensor]  # BN-layer name -> bool tensor, True = channel kept
@@ -59,27 +60,57 @@ def check_mask(mask: Mask, model: nn.Module) -> Mask:
     return {n: m.bool() for n, m in mask.items()}
 
 # %% ../nbs/00_masking.ipynb #84b99263
-def _prune_order(scales: dict[str, Tensor]) -> Tensor:
-    "Flat indices of all channels, from first to last to prune; each layer's largest |γ| is ranked last."
-    flat = torch.cat(list(scales.values()))
-    keys, start = flat.clone(), 0
-    for s in scales.values():
-        keys[start + int(s.argmax())] = float('inf')  # protect one channel per layer
+def _protected(s: Tensor, k: int) -> Tensor:
+    "Flat indices of the `k` highest entries of `s` (the first ones among ties)."
+    return torch.sort(s.reshape(-1), descending=True, stable=True).indices[:k]
+
+def _rank_prune(scores: list[Tensor], n_prune: int, min_keep: int) -> Tensor:
+    "Flat keep-vector over the concatenated `scores`: the `n_prune` lowest go, each tensor keeps its `min_keep` best."
+    keys, start = torch.cat([s.reshape(-1) for s in scores]).double(), 0
+    for s in scores:
+        keys[start + _protected(s, min_keep)] = float('inf')
         start += s.numel()
-    return torch.sort(keys, stable=True).indices
+    n_prune = min(n_prune, keys.numel() - sum(min(min_keep, s.numel()) for s in scores))
+    keep = torch.ones(keys.numel(), dtype=torch.bool)
+    keep[torch.sort(keys, stable=True).indices[:n_prune]] = False
+    return keep
+
+def _check_ratio(ratio, where: str = '') -> float:
+    "`ratio` as a float in [0, 1), or a `ValueError` naming it."
+    try: r = float(ratio)
+    except (TypeError, ValueError): r = math.nan
+    if isinstance(ratio, bool) or not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {ratio!r}{where}")
+    return r
 
 # %% ../nbs/00_masking.ipynb #56c1fbe7
+def mask_from_scores(scores: dict[str, Tensor],  # layer name -> scores (any shape); higher = more important
+                     ratio: float | dict[str, float],  # fraction to prune, in [0, 1); per layer (a dict) with scope='layer'
+                     scope: str = 'global',  # 'global': one ranking over all layers; 'layer': each layer on its own
+                     min_keep: int = 1,  # entries every layer keeps, whatever its scores
+                    ) -> Mask:
+    "The exact-count, deterministic, never-empty mask that prunes the lowest `scores`: `True` = kept, shaped like `scores`."
+    if scope not in ('global', 'layer'): raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    if isinstance(min_keep, bool) or int(min_keep) != min_keep or min_keep < 1: raise ValueError(f"min_keep must be an integer >= 1, got {min_keep}")
+    if not scores: raise ValueError("no scores to rank: the model has no prunable layer")
+    for n, s in scores.items():
+        if not torch.isfinite(s).all(): raise ValueError(f"scores of {n!r} hold NaN or inf")
+    scores = {n: s.detach().float().cpu() for n, s in scores.items()}
+    if scope == 'global':
+        if isinstance(ratio, dict): raise ValueError("per-layer ratios need scope='layer'")
+        n = sum(s.numel() for s in scores.values())
+        flat = _rank_prune(list(scores.values()), round(_check_ratio(ratio) * n), min_keep)
+        return {k: m.reshape(s.shape) for (k, s), m in zip(scores.items(), flat.split([s.numel() for s in scores.values()]))}
+    rates = ratio if isinstance(ratio, dict) else dict.fromkeys(scores, ratio)
+    if set(rates) - set(scores): raise ValueError(f"ratios given for {sorted(set(rates) - set(scores))}, which have no scores")
+    return {k: _rank_prune([s], round(_check_ratio(rates.get(k, 0.0), f' for {k!r}') * s.numel()), min_keep).reshape(s.shape)
+            for k, s in scores.items()}
+
+# %% ../nbs/00_masking.ipynb #fe74a0ae
 def channel_mask(model: nn.Module,  # a network with BatchNorm layers
                  ratio: float,  # fraction of all BN channels to prune, in [0, 1)
                 ) -> Mask:
     "Network-slimming channel mask of `model`: prune the `round(ratio·N)` channels with the smallest |γ| globally."
-    if not 0 <= ratio < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {ratio}")
-    scales = bn_scales(model)
-    order = _prune_order(scales)
-    n_prune = min(round(ratio * order.numel()), order.numel() - len(scales))
-    keep = torch.ones(order.numel(), dtype=torch.bool)
-    keep[order[:n_prune]] = False
-    return unflatten_mask(keep, scales)
+    return mask_from_scores(bn_scales(model), ratio)
 
 # %% ../nbs/00_masking.ipynb #638bdb42
 def reference_mask(model: nn.Module, ratio: float) -> Mask:

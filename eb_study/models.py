@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #0b544fba
 from __future__ import annotations
-import copy, math, os
+import contextlib, copy, math, os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -14,8 +14,8 @@ from .store import save_checkpoint, load_checkpoint
 
 # %% auto #0
 __all__ = ['VGG_CFGS', 'BUILDERS', 'MODELS', 'vgg_cfg', 'VGG', 'vgg', 'ChannelSelection', 'Bottleneck', 'preresnet_blocks',
-           'preresnet_planes', 'preresnet_cfg', 'PreResNet', 'preresnet', 'build_model', 'get_model', 'save_model',
-           'load_model']
+           'preresnet_planes', 'preresnet_cfg', 'PreResNet', 'preresnet', 'seeded', 'build_model', 'get_model',
+           'save_model', 'load_model']
 
 # %% ../nbs/03_models.ipynb #17d58309
 @torch.no_grad()
@@ -177,14 +177,24 @@ def preresnet(depth: int = 56,  # 9n+2: 20, 56, 101, 164, ...
     return PreResNet(depth, num_classes, cfg, select, width)
 
 # %% ../nbs/03_models.ipynb #e94ad34b
+@contextlib.contextmanager
+def seeded(seed: int | None):
+    "Run the block with torch's CPU generator seeded by `seed`, restoring the outer random state after (`None`: untouched)."
+    if seed is None: yield; return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed); yield
+
+# %% ../nbs/03_models.ipynb #ddd07096
 BUILDERS = {'vgg': vgg, 'preresnet': preresnet}
 
-def build_model(config: dict) -> nn.Module:
-    "A freshly initialised model with the architecture described by `config` (a model's `.config`)."
+def build_model(config: dict,  # a model's `.config`
+                seed: int | None = None,  # seed of the initialisation (`None`: torch's global generator)
+               ) -> nn.Module:
+    "A freshly initialised model with the architecture described by `config`."
     config = copy.deepcopy(dict(config))
     arch = config.pop('arch', None)
     if arch not in BUILDERS: raise ValueError(f"unknown architecture {arch!r}; valid: {list(BUILDERS)}")
-    return BUILDERS[arch](**config)
+    with seeded(seed): return BUILDERS[arch](**config)
 
 # %% ../nbs/03_models.ipynb #2a2a90d6
 MODELS = {**{f'vgg{d}': partial(vgg, d) for d in (11, 13, 16, 19)},
@@ -193,10 +203,11 @@ MODELS = {**{f'vgg{d}': partial(vgg, d) for d in (11, 13, 16, 19)},
 def get_model(name: str,  # a key of `MODELS`, e.g. 'vgg16' or 'preresnet101'
               num_classes: int = 10,
               width: float = 1.0,  # channel multiplier
+              seed: int | None = None,  # seed of the initialisation (`None`: torch's global generator)
              ) -> nn.Module:
     "A freshly initialised model `name` from `MODELS` with `num_classes` outputs."
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
-    return MODELS[name](num_classes=num_classes, width=width)
+    with seeded(seed): return MODELS[name](num_classes=num_classes, width=width)
 
 # %% ../nbs/03_models.ipynb #7445aac1
 def save_model(model: nn.Module, path: str | os.PathLike) -> Path:

@@ -4,142 +4,27 @@
 
 # %% ../nbs/12_rethinking.ipynb #310ecb5a
 from __future__ import annotations
-import copy, dataclasses, json, sys
-from collections.abc import Sequence
+import dataclasses, json
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
-import torch
-import torch.nn.utils.prune as prune
-from torch import nn, Tensor
-from fastcore.script import store_true
+from torch import nn
+from .cost import stage_hooks
 from .data import load_data, get_loaders
-from .cli import command
-from .ebtrain import resolve_device, fit_stage
-from .masking import Mask, bn_layers
-from .models import VGG, PreResNet, MODELS, get_model, build_model, save_model, load_model
+from .masking import Mask
+from .models import MODELS, get_model, build_model, save_model, load_model
 from .retrain import make_ticket
+from .scores import filter_mask, unstructured_mask
+from .sparse import WeightMask, apply_weight_mask, strip_masks, weight_sparsity, sparse_flops, prunable, effective_weight
 from .store import save_json, load_json, save_checkpoint, load_checkpoint, config_hash
-from .train import Trainer, TrainConfig
+from .train import TrainConfig, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['WeightMask', 'INITS', 'RANDOM_SEED_OFFSET', 'BUDGETS', 'PRUNINGS', 'DEFAULT_RATIOS', 'COLUMNS', 'prunable',
-           'effective_weight', 'copy_model', 'unstructured_mask', 'apply_weight_mask', 'strip_masks', 'weight_sparsity',
-           'sparse_flops', 'filter_convs', 'filter_norms', 'filter_mask', 'lottery_ticket', 'retrain_epochs',
-           'RethinkConfig', 'dense_stage', 'mask_stage', 'retrain_stage', 'run_folder', 'compare', 'summary_table',
-           'plot_comparison', 'rethink', 'main']
+__all__ = ['INITS', 'RANDOM_SEED_OFFSET', 'BUDGETS', 'PRUNINGS', 'MASKS', 'COLUMNS', 'lottery_ticket', 'retrain_epochs',
+           'RethinkConfig', 'RethinkGrid', 'dense_stage', 'mask_stage', 'retrain_stage', 'run_folder', 'compare',
+           'summary_table', 'plot_comparison', 'report']
 
 # %% ../nbs/12_rethinking.ipynb #22acc94b
-WeightMask = dict[str, Tensor]  # parameter name ('features.0.weight') -> bool tensor shaped like it, True = kept
-
-def prunable(model: nn.Module) -> dict[str, nn.Conv2d]:
-    "The `Conv2d` layers of `model` by name: the weights unstructured pruning ranks (the classifier stays dense)."
-    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    if not convs: raise ValueError(f"{type(model).__name__} has no Conv2d layer to prune")
-    return convs
-
-def effective_weight(m: nn.Module) -> Tensor:
-    "The weight `m` computes with: `weight_orig · weight_mask` while `torch.nn.utils.prune` masks it, else `weight`."
-    return m.weight_orig * m.weight_mask if hasattr(m, 'weight_mask') else m.weight
-
-@torch.no_grad()
-def copy_model(model: nn.Module) -> nn.Module:
-    "`copy.deepcopy` of `model` that also works while `torch.nn.utils.prune` masks its weights."
-    for m in model.modules():  # prune's computed `weight` is not a graph leaf, which deepcopy refuses: refresh it
-        if hasattr(m, 'weight_mask'): m.weight = m.weight_orig * m.weight_mask
-    return copy.deepcopy(model)
-
-# %% ../nbs/12_rethinking.ipynb #768b38f9
-def unstructured_mask(model: nn.Module,  # a network; masks it already carries are kept
-                      ratio: float,  # fraction of all conv weights to prune, in [0, 1)
-                     ) -> WeightMask:
-    "Global magnitude mask of `model`: prune the `round(ratio·N)` conv weights of smallest |w| over all N of them."
-    if not 0 <= ratio < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {ratio}")
-    convs = prunable(copy_model(model))
-    for m in convs.values():  # contiguous masks for all: global_unstructured flattens with .view(), and CPU training
-                              # can leave conv weights channels-last
-        if not hasattr(m, 'weight_mask'): prune.custom_from_mask(m, 'weight', torch.ones(m.weight.shape, device=m.weight.device))
-        m.weight_mask = m.weight_mask.contiguous()
-    scores = {(m, 'weight'): effective_weight(m).detach().abs().contiguous() for m in convs.values()}
-    total = sum(s.numel() for s in scores.values())
-    done = sum(int((m.weight_mask == 0).sum()) for m in convs.values())
-    if round(ratio * total) < done: raise ValueError(f"the model has {done / total:.1%} of its weights pruned already, more than ratio {ratio}")
-    prune.global_unstructured(list(scores), pruning_method=prune.L1Unstructured, importance_scores=scores,
-                              amount=round(ratio * total) - done)
-    return {f'{n}.weight': m.weight_mask.bool().cpu() for n, m in convs.items()}
-
-# %% ../nbs/12_rethinking.ipynb #29effe36
-def apply_weight_mask(model: nn.Module, mask: WeightMask) -> nn.Module:
-    "Attach `mask` to `model`'s weights in place with `prune.custom_from_mask`; returns `model`."
-    for name, keep in mask.items():
-        mod_name, _, param = name.rpartition('.')
-        mod = model.get_submodule(mod_name) if mod_name else model
-        if param != 'weight' or not isinstance(mod, (nn.Conv2d, nn.Linear)):
-            raise ValueError(f"mask entry {name!r} is not the weight of a Conv2d or Linear layer of the model")
-        w = effective_weight(mod)
-        if keep.shape != w.shape: raise ValueError(f"mask for {name!r} has shape {tuple(keep.shape)}, the weight {tuple(w.shape)}")
-        if keep.dtype != torch.bool and not ((keep == 0) | (keep == 1)).all(): raise ValueError(f"mask for {name!r} holds values other than 0/1")
-        prune.custom_from_mask(mod, 'weight', keep.to(w.device, w.dtype))
-    return model
-
-def strip_masks(model: nn.Module) -> nn.Module:
-    "A copy of `model` with every `torch.nn.utils.prune` mask made permanent (pruned weights stored as 0)."
-    model = copy_model(model)
-    for m in model.modules():
-        if hasattr(m, 'weight_mask'): prune.remove(m, 'weight')
-    return model
-
-def weight_sparsity(model: nn.Module) -> float:
-    "Fraction of `model`'s conv weights that are exactly zero."
-    ws = [effective_weight(m).detach() for m in prunable(model).values()]
-    return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
-
-# %% ../nbs/12_rethinking.ipynb #6c89c31c
-@torch.no_grad()
-def sparse_flops(model: nn.Module, input_size: tuple = (1, 3, 32, 32)) -> int:
-    "FLOPs of one forward pass of `model` counting only nonzero weights: 2·nnz(W)·H·W per conv, 2·nnz(W) per linear layer."
-    shapes, was_training = {}, model.training
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, o.shape)) for n, m in layers.items()]
-    p = next(model.parameters())
-    try: model.eval()(torch.randn(input_size, device=p.device, dtype=p.dtype))  # eval: BN statistics untouched
-    finally:
-        for h in hooks: h.remove()
-        model.train(was_training)
-    return sum(2 * int((effective_weight(m) != 0).sum()) * (shapes[n].numel() // shapes[n][1]) for n, m in layers.items())
-
-# %% ../nbs/12_rethinking.ipynb #027de69d
-def filter_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
-    "The BN layers of `model` whose channels filter pruning may remove, each with the conv whose filters feed it."
-    if not isinstance(model, (VGG, PreResNet)): raise TypeError(f"filter pruning handles VGG and PreResNet models, not {type(model).__name__}")
-    out, conv = {}, None
-    for n, m in model.named_modules():
-        if isinstance(m, nn.Conv2d): conv = m
-        elif isinstance(m, nn.BatchNorm2d) and (isinstance(model, VGG) or n.endswith(('.bn2', '.bn3'))):
-            assert conv is not None and conv.out_channels == m.num_features, n
-            out[n] = conv
-    return out
-
-def filter_norms(model: nn.Module) -> dict[str, Tensor]:
-    "L1 norm of each filter feeding every prunable BN layer of `model` (Li et al.'s importance), by BN name."
-    return {n: effective_weight(c).detach().abs().sum((1, 2, 3)).float().cpu() for n, c in filter_convs(model).items()}
-
-# %% ../nbs/12_rethinking.ipynb #1326a666
-def filter_mask(model: nn.Module,  # a `VGG` or `PreResNet`
-                ratio: float | dict[str, float],  # fraction of filters to prune in each prunable layer, or rates by BN name
-               ) -> Mask:
-    "Li et al.'s L1-norm filter mask: in each prunable layer prune the `round(ratio·C)` filters of smallest L1 norm."
-    norms = filter_norms(model)
-    rates = ratio if isinstance(ratio, dict) else dict.fromkeys(norms, ratio)
-    if set(rates) - set(norms): raise ValueError(f"layers {sorted(set(rates) - set(norms))} cannot be filter-pruned; prunable: {list(norms)}")
-    mask = {n: torch.ones(b.num_features, dtype=torch.bool) for n, b in bn_layers(model).items()}
-    for n, r in rates.items():
-        if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r} for {n!r}")
-        k = min(round(r * len(norms[n])), len(norms[n]) - 1)
-        mask[n][torch.sort(norms[n], stable=True).indices[:k]] = False
-    return mask
-
-# %% ../nbs/12_rethinking.ipynb #7e3459c1
 INITS = ('winning', 'random')
 RANDOM_SEED_OFFSET = 1000  # random re-initialisation of run `seed` uses seed RANDOM_SEED_OFFSET + seed
 
@@ -155,8 +40,7 @@ def lottery_ticket(dense: nn.Module,  # the trained dense network (its architect
     if mask and set(mask) <= bns:  # a channel mask: physically pruned network
         return make_ticket(dense, mask, 'rewind' if init == 'winning' else 'random', init_state=theta0, seed=seed)
     if init == 'winning': net = build_model(dense.config); net.load_state_dict(theta0)
-    else:
-        with torch.random.fork_rng(devices=[]): torch.manual_seed(seed); net = build_model(dense.config)
+    else: net = build_model(dense.config, seed=seed)
     return apply_weight_mask(net.to(next(dense.parameters()).device), mask)
 
 # %% ../nbs/12_rethinking.ipynb #35e8734c
@@ -173,8 +57,6 @@ def retrain_epochs(epochs: int,  # the dense network's schedule
     return max(epochs, round(epochs * min(cap, dense_flops / pruned_flops)))
 
 # %% ../nbs/12_rethinking.ipynb #a9c1b887
-PRUNINGS = ('unstructured', 'iterative', 'structured')
-
 @dataclass
 class RethinkConfig:
     "The recipe shared by every run of one comparison; its hash names the run folder."
@@ -182,12 +64,12 @@ class RethinkConfig:
     arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`
     width: float = 0.25  # channel width multiplier
     epochs: int = 20  # dense schedule (lr ÷10 at 50 % and 75 %); retraining: the same (E) or more (B)
-    budget: str = 'E'  # retraining budget: 'E' (same epochs) or 'B' (same FLOPs, capped)
+    budget: str = 'E'  # retraining budget: 'E' (same epochs) or 'B' (same FLOPs, at most `cap` × epochs)
     cap: float = 2.0  # Scratch-B: largest epoch multiplier
     rounds: int = 3  # iterative pruning: rounds to reach the ratio
-    batch_size: int = 64
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    batch_size: int = 64  # batch size
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # weight decay (every parameter, BN included)
 
     def __post_init__(self):
         if self.arch not in MODELS: raise ValueError(f"unknown model {self.arch!r}; valid names: {', '.join(MODELS)}")
@@ -197,43 +79,70 @@ class RethinkConfig:
         self.train_config(0.1)  # validates epochs, momentum, weight decay
 
     def train_config(self, lr: float, epochs: int | None = None) -> TrainConfig:
-        return TrainConfig(epochs=epochs or self.epochs, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay, sparsity=0.0)
+        return TrainConfig(epochs=epochs or self.epochs, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+PRUNINGS = ('unstructured', 'iterative', 'structured')
+
+@dataclass
+class RethinkGrid:
+    "The cells of one comparison: every pruning method at every ratio, learning rate and seed; not part of the run folder's name."
+    prunings: tuple[str, ...] = ('unstructured', 'structured')  # methods: unstructured (one-shot), iterative, structured
+    ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # pruning ratios, for every method
+    lrs: tuple[float, ...] = (0.1, 0.01)  # initial learning rates (dense network and retraining)
+    seeds: tuple[int, ...] = (0, 1)  # seeds: initialisation θ0 and data order
+
+    def __post_init__(self):
+        self.prunings, self.ratios = tuple(self.prunings), tuple(float(r) for r in self.ratios)
+        self.lrs, self.seeds = tuple(float(v) for v in self.lrs), tuple(self.seeds)
+        for p in self.prunings:
+            if p not in PRUNINGS: raise ValueError(f"pruning must be one of {PRUNINGS}, got {p!r}")
+        for r in self.ratios:
+            if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r}")
+        if not self.prunings or not self.ratios: raise ValueError("the grid needs at least one pruning method and one ratio")
+        if not self.lrs or any(not lr > 0 for lr in self.lrs): raise ValueError(f"learning rates must be positive, got {list(self.lrs)}")
+        if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
+            raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
+        self.seeds = tuple(int(v) for v in self.seeds)
 
 # %% ../nbs/12_rethinking.ipynb #ec700b5e
 def _fit(model: nn.Module, loaders, cfg: TrainConfig, d: Path, device, progress: bool, desc: str, save: bool = False,
          **extra) -> dict:
-    "Train `model` in run folder `d` with EB Train's `fit_stage` (resumes; a finished folder is read, not retrained)."
+    "Train `model` in stage folder `d` (resumes; a finished folder is read, not retrained)."
     def result(t):
         if save: save_model(strip_masks(t.model), d / 'model.pt')
         return dict(acc=t.history[-1]['test_acc'], sparsity=weight_sparsity(t.model), **extra)
-    return fit_stage(d, model, loaders, cfg, device, progress, desc, result=result)
+    return fit_stage(d, model, loaders, cfg, device, stage_hooks(device), progress, desc, result=result)
 
 def dense_stage(cfg: RethinkConfig, num_classes: int, loaders, lr: float, seed: int, out: Path, device, progress=False) -> Path:
     "Initialise (θ0 = `init.pt`) and train the dense network of (`lr`, `seed`); returns its folder."
     d = out / 'dense' / f'lr{lr:g}-seed{seed}'
-    if not (d / 'init.pt').exists():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed); save_model(get_model(cfg.arch, num_classes, cfg.width), d / 'init.pt')
+    if not (d / 'init.pt').exists(): save_model(get_model(cfg.arch, num_classes, cfg.width, seed=seed), d / 'init.pt')
     _fit(load_model(d / 'init.pt'), loaders, cfg.train_config(lr), d, device, progress, f'dense lr={lr:g}', save=True)
     return d
 
 # %% ../nbs/12_rethinking.ipynb #7f1ba7ec
+def _iterative_mask(cfg: RethinkConfig, ratio: float, dense_dir: Path, job: Path, loaders, lr: float, device, progress) -> WeightMask:
+    "Iterative magnitude pruning to `ratio` in `cfg.rounds` rounds, retraining the winning ticket after each but the last."
+    dense = load_model(dense_dir / 'model.pt')
+    theta0, model = load_model(dense_dir / 'init.pt').state_dict(), dense
+    for j in range(1, cfg.rounds):
+        mask = unstructured_mask(model, 1 - (1 - ratio) ** (j / cfg.rounds))
+        d = job / f'round{j}'
+        _fit(lottery_ticket(dense, mask, 'winning', theta0), loaders, cfg.train_config(lr), d, device, progress,
+             f'round {j}', save=True)
+        model = apply_weight_mask(load_model(d / 'model.pt'), mask)
+    return unstructured_mask(model, ratio)
+
+MASKS = {'unstructured': lambda cfg, ratio, dense_dir, *_: unstructured_mask(load_model(dense_dir / 'model.pt'), ratio),
+         'structured': lambda cfg, ratio, dense_dir, *_: filter_mask(load_model(dense_dir / 'model.pt'), ratio),
+         'iterative': _iterative_mask}
+
 def mask_stage(cfg: RethinkConfig, pruning: str, ratio: float, dense_dir: Path, job: Path, loaders, lr: float,
                device, progress=False) -> WeightMask | Mask:
     "The mask of `pruning` at `ratio` for the dense network in `dense_dir` (iterative: trains the rounds); saved in `job`."
+    if pruning not in MASKS: raise ValueError(f"pruning must be one of {tuple(MASKS)}, got {pruning!r}")
     if (job / 'mask.pt').exists(): return load_checkpoint(job / 'mask.pt')
-    dense = load_model(dense_dir / 'model.pt')
-    if pruning == 'structured': mask = filter_mask(dense, ratio)
-    elif pruning == 'unstructured': mask = unstructured_mask(dense, ratio)
-    else:
-        theta0, model = load_model(dense_dir / 'init.pt').state_dict(), dense
-        for j in range(1, cfg.rounds):
-            mask = unstructured_mask(model, 1 - (1 - ratio) ** (j / cfg.rounds))
-            d = job / f'round{j}'
-            _fit(lottery_ticket(dense, mask, 'winning', theta0), loaders, cfg.train_config(lr), d, device, progress,
-                 f'round {j}', save=True)
-            model = apply_weight_mask(load_model(d / 'model.pt'), mask)
-        mask = unstructured_mask(model, ratio)
+    mask = MASKS[pruning](cfg, ratio, dense_dir, job, loaders, lr, device, progress)
     save_checkpoint(mask, job / 'mask.pt')
     return mask
 
@@ -252,7 +161,6 @@ def retrain_stage(cfg: RethinkConfig, mask: WeightMask | Mask, init: str, dense_
                 flops=flops, flops_ratio=dense_flops / flops, weights=weights)
 
 # %% ../nbs/12_rethinking.ipynb #b1d5402d
-DEFAULT_RATIOS = {'unstructured': (0.2, 0.4, 0.6, 0.8, 0.95), 'structured': (0.3, 0.5)}
 COLUMNS = ['pruning', 'ratio', 'lr', 'init', 'seed', 'acc', 'dense_acc', 'epochs', 'weights', 'sparsity', 'flops',
            'flops_ratio', 'wall_s']
 
@@ -260,38 +168,28 @@ def run_folder(cfg: RethinkConfig, out: str | Path | None = None) -> Path:
     "`out`, or `runs/rethinking/<hash of cfg's non-default fields>`."
     return Path(out) if out is not None else Path('runs') / 'rethinking' / config_hash(cfg)
 
-def _check_grid(ratios: dict, lrs: Sequence[float], seeds: Sequence[int]) -> None:
-    for p, rs in ratios.items():
-        if p not in PRUNINGS: raise ValueError(f"pruning must be one of {PRUNINGS}, got {p!r}")
-        for r in rs:
-            if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r}")
-    if not lrs or any(not lr > 0 for lr in lrs): raise ValueError(f"learning rates must be positive, got {list(lrs)}")
-    if not seeds or any(int(s) != s or s < 0 for s in seeds): raise ValueError(f"seeds must be integers >= 0, got {list(seeds)}")
-
 # %% ../nbs/12_rethinking.ipynb #f5ad27f3
 def compare(cfg: RethinkConfig,  # the recipe
-            ratios: dict[str, Sequence[float]] | None = None,  # pruning method -> ratios (default `DEFAULT_RATIOS`)
-            lrs: Sequence[float] = (0.1, 0.01),  # initial learning rates (dense network and retraining)
-            seeds: Sequence[int] = (0, 1),  # runs: initialisation θ0 and data order
+            grid: RethinkGrid = RethinkGrid(),  # prunings, ratios, learning rates, seeds
             out: str | Path | None = None,  # run folder (default: `run_folder(cfg)`)
-            device: str = 'auto', progress: bool = False) -> pd.DataFrame:
+            device: str = 'auto', progress: bool = False,
+            download: bool = False,  # let torchvision download CIFAR if it is not on disk
+           ) -> pd.DataFrame:
     "Liu et al.'s comparison: winning ticket vs random re-initialisation for each pruning, ratio, lr and seed."
-    ratios = {p: tuple(float(r) for r in rs) for p, rs in (ratios or DEFAULT_RATIOS).items()}
-    _check_grid(ratios, lrs, seeds)
     out, device = run_folder(cfg, out), resolve_device(device)
     recipe = dataclasses.asdict(cfg)
     if (out / 'config.json').exists() and load_json(out / 'config.json') != json.loads(json.dumps(recipe)):
         raise ValueError(f"{out} holds a comparison with another recipe; choose another out folder")
-    data = load_data(cfg.dataset)
+    data = load_data(cfg.dataset, download=download)
     save_json(recipe, out / 'config.json')
     rows, size = [], (1, *data.x_train.shape[1:])
-    for seed in seeds:
+    for seed in grid.seeds:
         loaders = get_loaders(data, batch_size=cfg.batch_size, device=device, seed=seed)
-        for lr in lrs:
+        for lr in grid.lrs:
             dense_dir = dense_stage(cfg, data.num_classes, loaders, lr, seed, out, device, progress)
             dense_acc = load_json(dense_dir / 'result.json')['acc']
-            for pruning, rs in ratios.items():
-                for ratio in rs:
+            for pruning in grid.prunings:
+                for ratio in grid.ratios:
                     job = out / pruning / f'p{ratio:g}' / f'lr{lr:g}-seed{seed}'
                     mask = mask_stage(cfg, pruning, ratio, dense_dir, job, loaders, lr, device, progress)
                     for init in INITS:
@@ -338,40 +236,10 @@ def plot_comparison(df: pd.DataFrame, title: str = ''):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_rethinking.ipynb #1a6807df
-def _numbers(s: str, name: str, kind=float) -> tuple:
-    try: return tuple(kind(v) for v in str(s).split(',') if v.strip())
-    except ValueError: raise ValueError(f"--{name} takes comma-separated numbers such as 0.1,0.01, got {s!r}") from None
-
-def rethink(dataset: str = 'digits',  # 'digits' (offline), 'cifar10', a .npz file or an image folder
-            arch: str = 'vgg16',  # vgg11/13/16/19 or preresnet20/56/101/164
-            width: float = 0.25,  # channel width multiplier
-            epochs: int = 20,  # dense schedule; retraining uses the same (budget E) or more (B)
-            ratios: str = '0.2,0.4,0.6,0.8',  # pruning ratios, for every method in --pruning
-            lrs: str = '0.1,0.01',  # initial learning rates
-            seeds: str = '0,1',  # seeds (initialisation and data order)
-            pruning: str = 'unstructured,structured',  # methods: unstructured, iterative, structured
-            budget: str = 'E',  # retraining budget: E (same epochs) or B (same FLOPs, at most --cap × epochs)
-            cap: float = 2.0,  # Scratch-B: largest epoch multiplier
-            rounds: int = 3,  # iterative pruning: rounds
-            batch_size: int = 64,  # batch size
-            device: str = 'auto',  # 'auto', 'cpu', 'cuda'
-            out: str = None,  # run folder (default: runs/rethinking/<hash of the recipe>)
-            quiet: store_true = False,  # no progress bars
-           ) -> pd.DataFrame:
-    "Winning ticket vs random re-initialisation after pruning (Liu et al., ICLR 2019): writes results.csv and figure.png."
-    cfg = RethinkConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, budget=budget, cap=cap, rounds=rounds,
-                        batch_size=batch_size)
-    rs = _numbers(ratios, 'ratios')
-    grid = {p.strip(): rs for p in pruning.split(',') if p.strip()}
-    df = compare(cfg, grid, _numbers(lrs, 'lrs'), _numbers(seeds, 'seeds', int), out, device,
-                 progress=not quiet and sys.stderr.isatty())
-    folder = run_folder(cfg, out)
-    table = summary_table(df); table.to_csv(folder / 'summary.csv')
-    plot_comparison(df, f'({arch}, {Path(dataset).name})').savefig(folder / 'figure.png', dpi=110)
-    print(table.to_string()); print(f"results: {folder / 'results.csv'}")
-    return df
-
-def main(argv: list[str] | None = None):
-    "The `eb-study-rethinking` command: the options of `rethink`, spelled `--batch-size`."
-    command(rethink, 'eb-study-rethinking', argv)
+# %% ../nbs/12_rethinking.ipynb #cce7805c
+def report(df: pd.DataFrame, folder: str | Path, title: str = '') -> pd.DataFrame:
+    "Write the summary table (`summary.csv`) and Figure 7 (`figure.png`) of the comparison `df` into `folder`; returns the table."
+    import matplotlib.pyplot as plt
+    table = summary_table(df); table.to_csv(Path(folder) / 'summary.csv')
+    fig = plot_comparison(df, title); fig.savefig(Path(folder) / 'figure.png', dpi=110); plt.close(fig)
+    return table

@@ -4,7 +4,6 @@
 
 # %% ../nbs/08_retrain.ipynb #3a97f600
 from __future__ import annotations
-import torch
 from torch import nn
 from .masking import Mask
 from .models import build_model
@@ -29,9 +28,5 @@ def make_ticket(model: nn.Module,  # the dense network at the epoch the ticket i
         start = build_model(model.config); start.load_state_dict(init_state)
         return prune_channels(start.to(next(model.parameters()).device), mask)
     pruned = prune_channels(model, mask)
-    if init == 'random':
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            fresh = build_model(pruned.config)
-        pruned.load_state_dict(fresh.state_dict())
+    if init == 'random': pruned.load_state_dict(build_model(pruned.config, seed=seed).state_dict())
     return pruned

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['atomic_write', 'save_json', 'load_json', 'save_checkpoint', 'load_checkpoint', 'nondefault_fields', 'config_hash']
+__all__ = ['atomic_write', 'save_json', 'load_json', 'save_checkpoint', 'load_checkpoint', 'nondefault_fields', 'config_hash',
+           'stage_spec', 'stage_dir']
 
 # %% ../nbs/06_store.ipynb #40e2e65c
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -53,17 +54,42 @@ def load_checkpoint(path: str | Path, map_location='cpu'):
                          f"delete it to recompute that stage") from e
 
 # %% ../nbs/06_store.ipynb #9605ab12
-def nondefault_fields(cfg) -> dict:
-    "The fields of dataclass `cfg` whose values differ from their defaults."
+def nondefault_fields(cfg, fields=None) -> dict:
+    "The fields of dataclass `cfg` (or only those named in `fields`) whose values differ from their defaults."
     out = {}
     for f in dataclasses.fields(cfg):
+        if fields is not None and f.name not in fields: continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
         v = getattr(cfg, f.name)
         if v != default: out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
 
+def _hash(obj, n: int) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_jsonable).encode()).hexdigest()[:n]
+
 def config_hash(cfg, n: int = 10) -> str:
     "Short hash of the non-default fields of dataclass `cfg`: the name of its run folder."
-    blob = json.dumps(nondefault_fields(cfg), sort_keys=True, default=_jsonable)
-    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+    return _hash(nondefault_fields(cfg), n)
+
+# %% ../nbs/06_store.ipynb #82e1811e
+def stage_spec(stage: str,  # the stage's name: 'search', 'dense', 'prune', ...
+               cfg,  # a dataclass holding the settings
+               fields,  # the names of the fields of `cfg` this stage depends on
+               parent: Path | str | None = None,  # the folder of the stage this one starts from
+              ) -> dict:
+    "What stage `stage` depends on: the non-default values of `fields` of `cfg`, and its parent stage's folder name."
+    missing = set(fields) - {f.name for f in dataclasses.fields(cfg)}
+    if missing: raise ValueError(f"{type(cfg).__name__} has no fields {sorted(missing)}")
+    return dict(stage=stage, parent=None if parent is None else Path(parent).name, **nondefault_fields(cfg, fields))
+
+def stage_dir(root: str | Path,  # where stage folders live
+              spec: dict,  # from `stage_spec`
+             ) -> Path:
+    "The folder `root/<stage>-<hash of spec>` of the stage `spec` describes, created, with `spec.json` written once."
+    d = Path(root) / f"{spec['stage']}-{_hash(spec, 10)}"
+    f = d / 'spec.json'
+    if f.exists() and load_json(f) != json.loads(json.dumps(spec, default=_jsonable)):
+        raise ValueError(f"{d} holds a stage with another spec ({load_json(f)}); remove it or choose another root")
+    if not f.exists(): save_json(spec, f)
+    return d

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from torch import nn
+from fastcore.basics import patch
 from tqdm import tqdm
 from .masking import add_bn_l1_grad
-from .store import save_checkpoint, load_checkpoint, save_json, atomic_write
+from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer']
+__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'resolve_device', 'fit_stage']
 
 # %% ../nbs/07_train.ipynb #31f36685
 @dataclass
@@ -26,7 +27,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # applied to every parameter, BN included (as the reference code)
     schedule: str = 'step'  # 'step' (÷10 at each milestone) or 'cosine' (to 0 over the run)
     milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of `epochs` (paper: 80 and 120 of 160)
-    sparsity: float = 1e-4  # s, the L1 penalty on BN scales γ; 0 for ordinary training
+    sparsity: float = 0.0  # s, the L1 penalty on BN scales γ (the EB search sets 1e-4); 0: ordinary training
     precision: str = 'fp32'  # 'fp32', or 'bf16' autocast (CPU and GPU)
     channels_last: bool = True  # NHWC memory format: about 20 % faster on the 2-core CPU here, the fast path on GPUs
 
@@ -38,6 +39,11 @@ class TrainConfig:
         if self.precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.sparsity < 0: raise ValueError(f"sparsity must be >= 0, got {self.sparsity}")
         self.milestones = tuple(self.milestones)
+
+    @property
+    def bits(self) -> int:
+        "Word length of the arithmetic: 32 for fp32, 16 for bf16 autocast."
+        return {'fp32': 32, 'bf16': 16}[self.precision]
 
 # %% ../nbs/07_train.ipynb #7b502db3
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
@@ -56,6 +62,7 @@ class Hook:
     def after_fit(self, trainer: Trainer) -> None: pass
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, sd: dict) -> None: pass
+    def summary(self, trainer: Trainer) -> dict: return {}  # what this hook adds to a stage's result.json
 
 class BNSparsity(Hook):
     "Network slimming's L1 sub-gradient `s·sign(γ)` on every BN scale, added after each backward pass."
@@ -91,7 +98,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == 'bf16')
 
 # %% ../nbs/07_train.ipynb #b5ac07e2
-def _train_epoch(self: Trainer) -> tuple[float, float]:
+@patch
+def train_epoch(self: Trainer) -> tuple[float, float]:
+    "Train one epoch; the mean training loss and accuracy."
     model, opt = self.model, self.opt
     model.train()
     for g in opt.param_groups: g['lr'] = lr_at(self.cfg, self.epoch)
@@ -116,8 +125,9 @@ def _train_epoch(self: Trainer) -> tuple[float, float]:
                                  f"lower the learning rate (now {lr_at(self.cfg, self.epoch)}) or check the data")
     return loss, correct.item() / n
 
+@patch
 @torch.no_grad()
-def _evaluate(self: Trainer, dl=None) -> tuple[float, float]:
+def evaluate(self: Trainer, dl=None) -> tuple[float, float]:
     "Loss and accuracy of the model on `dl` (default: the test loader)."
     dl = dl or self.test_dl
     self.model.eval()
@@ -130,15 +140,17 @@ def _evaluate(self: Trainer, dl=None) -> tuple[float, float]:
         n += len(y)
     return loss_sum.item() / n, correct.item() / n
 
-Trainer.train_epoch, Trainer.evaluate = _train_epoch, _evaluate
-
 # %% ../nbs/07_train.ipynb #1dc2fc98
-def _state(self: Trainer) -> dict:
+@patch
+def state_dict(self: Trainer) -> dict:
+    "Everything the next epoch depends on: weights, optimiser, history, hook states, the configuration."
     return dict(model=self.model.state_dict(), opt=self.opt.state_dict(), epoch=self.epoch, history=self.history,
                 stopped=self.stopped, hooks=[h.state_dict() if hasattr(h, 'state_dict') else {} for h in self.hooks],
                 cfg=dataclasses.asdict(self.cfg))
 
-def _load_state(self: Trainer, sd: dict) -> None:
+@patch
+def load_state_dict(self: Trainer, sd: dict) -> None:
+    "Restore a state written by `state_dict`; refuses one written under another `TrainConfig`."
     if sd['cfg'] != dataclasses.asdict(self.cfg):
         diff = {k: (v, sd['cfg'].get(k)) for k, v in dataclasses.asdict(self.cfg).items() if sd['cfg'].get(k) != v}
         raise ValueError(f"checkpoint {self.ckpt_path} was written with another TrainConfig (now, then: {diff}); "
@@ -150,16 +162,17 @@ def _load_state(self: Trainer, sd: dict) -> None:
     for h, hs in zip(self.hooks, sd['hooks']):
         if hasattr(h, 'load_state_dict'): h.load_state_dict(hs)
 
-def _write_log(self: Trainer) -> None:
+@patch
+def write_log(self: Trainer) -> None:
+    "Write the history to `run_dir/log.csv`, one row per epoch (hooks may add columns)."
     cols = list(dict.fromkeys(c for r in self.history for c in r))  # hooks may add columns (energy_j)
     cell = lambda v: '' if v is None else f'{v:.6g}' if isinstance(v, float) else str(v)
     rows = [','.join(cols)] + [','.join(cell(r.get(c)) for c in cols) for r in self.history]
     atomic_write(self.run_dir / 'log.csv', ('\n'.join(rows) + '\n').encode())
 
-Trainer.state_dict, Trainer.load_state_dict, Trainer.write_log = _state, _load_state, _write_log
-
 # %% ../nbs/07_train.ipynb #4e1b617a
-def _fit(self: Trainer) -> list[dict]:
+@patch
+def fit(self: Trainer) -> list[dict]:
     "Train until `cfg.epochs` or until a hook stops the run, resuming from `run_dir`'s checkpoint; returns the history."
     if self.ckpt_path and self.ckpt_path.exists(): self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
     if self.run_dir: save_json(dataclasses.asdict(self.cfg), self.run_dir / 'train_config.json')
@@ -180,4 +193,26 @@ def _fit(self: Trainer) -> list[dict]:
     self._call('after_fit')
     return self.history
 
-Trainer.fit = _fit
+# %% ../nbs/07_train.ipynb #4aecea1a
+def resolve_device(device: str | torch.device = 'auto') -> torch.device:
+    "`'auto'` is CUDA when available, else the CPU; asking for CUDA where there is none is an error."
+    if str(device) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(device)
+    if device.type == 'cuda' and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but CUDA is not available")
+    return device
+
+def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, result.json
+              model: nn.Module, loaders,  # the network, and its (train, test) loaders
+              cfg: TrainConfig, device='cpu', hooks=(), progress: bool = True, desc: str = 'train',
+              result=lambda t: {},  # the stage's own entries of result.json, from the finished `Trainer`
+             ) -> dict:
+    "Train `model` in stage folder `d` (resuming) and write `d/result.json`; if it exists, return it and train nothing."
+    if (Path(d) / 'result.json').exists(): return load_json(Path(d) / 'result.json')
+    t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc)
+    t.fit()
+    res = dict(epochs=t.epoch, test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
+               wall_s=float(sum(h['time_s'] for h in t.history)), epoch_time_s=[h['time_s'] for h in t.history])
+    for h in t.hooks: res.update(h.summary(t) if hasattr(h, 'summary') else {})
+    res.update(result(t))
+    save_json(res, Path(d) / 'result.json')
+    return res

@@ -1,4 +1,6 @@
 """Shared helpers for the end-to-end tests."""
+import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -11,3 +13,18 @@ def run_script(name, *args, check=True, **kw):
     r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
     if check and r.returncode != 0: raise AssertionError(f"{name} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def run_folder(stdout: str) -> Path:
+    """The run folder an `eb-study` summary names on its 'run folder' line."""
+    return Path(next(l for l in stdout.splitlines() if l.strip().startswith('run folder')).split()[-1])
+
+
+def results(stdout: str) -> dict:
+    """The `results.json` of the run whose summary is `stdout`."""
+    return json.loads((run_folder(stdout) / 'results.json').read_text())
+
+
+def read_log(path) -> list[dict]:
+    """The rows of an engine's `log.csv`, columns by name."""
+    with open(path, newline='') as f: return list(csv.DictReader(f))

@@ -1,4 +1,5 @@
-"""End-to-end runs of the `eb-study-rethinking` console script in fresh processes: results.csv, and bad input."""
+"""End-to-end runs of `eb-study rethink` (and its alias `eb-study-rethinking`) in fresh processes: results.csv, and bad
+input."""
 import pandas as pd
 import pytest
 
@@ -8,13 +9,13 @@ from conftest import run_script
 QUICK = ['--arch', 'vgg11', '--width', '0.125', '--epochs', '1', '--quiet']
 
 
-def rethinking(*args, check=True): return run_script('eb-study-rethinking', *args, check=check)
+def rethink(*args, check=True): return run_script('eb-study', 'rethink', *args, check=check)
 
 
 def test_writes_results_csv(tmp_path):
     out = tmp_path / 'run'
-    r = rethinking(*QUICK, '--ratios', '0.5', '--lrs', '0.1,0.01', '--seeds', '0', '--pruning', 'unstructured,structured',
-                   '--out', out)
+    grid = ['--ratios', '0.5', '--lrs', '0.1,0.01', '--seeds', '0', '--prunings', 'unstructured,structured']
+    r = rethink(*QUICK, *grid, '--out', out)
     df = pd.read_csv(out / 'results.csv')
     assert list(df.columns[:6]) == ['pruning', 'ratio', 'lr', 'init', 'seed', 'acc']
     assert len(df) == 2 * 2 * 2                                   # prunings × lrs × inits (one ratio, one seed)
@@ -23,14 +24,13 @@ def test_writes_results_csv(tmp_path):
     assert df.acc.between(0, 1).all()
     assert (out / 'figure.png').stat().st_size > 0 and (out / 'summary.csv').exists()
     assert 'winning' in r.stdout and str(out / 'results.csv') in r.stdout
-    again = rethinking(*QUICK, '--ratios', '0.5', '--lrs', '0.1,0.01', '--seeds', '0', '--pruning',
-                       'unstructured,structured', '--out', out)       # finished jobs are read, not retrained
+    again = run_script('eb-study-rethinking', *QUICK, *grid, '--out', out)   # the alias; finished jobs are read, not retrained
     pd.testing.assert_frame_equal(pd.read_csv(out / 'results.csv'), df)
     assert again.stdout == r.stdout
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--pruning', 'magnitude'], 'pruning must be one of'),
+    (['--prunings', 'magnitude'], 'pruning must be one of'),
     (['--ratios', '1.5'], 'ratio must be in [0, 1)'),
     (['--lrs', '0.1;0.01'], 'comma-separated'),
     (['--arch', 'vgg7'], "unknown model 'vgg7'"),
@@ -38,7 +38,14 @@ def test_writes_results_csv(tmp_path):
     (['--dataset', '/no/such/file.npz'], '/no/such/file.npz'),
 ])
 def test_bad_input_stops_with_a_clear_message(tmp_path, args, message):
-    r = rethinking(*QUICK, *args, '--out', tmp_path / 'run', check=False)
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    assert message in r.stderr and r.stderr.startswith('eb-study-rethinking: error:'), r.stderr
-    assert 'Traceback' not in r.stderr
+    for r, prog in ((rethink(*QUICK, *args, '--out', tmp_path / 'run', check=False), 'eb-study rethink'),
+                    (run_script('eb-study-rethinking', *QUICK, *args, '--out', tmp_path / 'run', check=False), 'eb-study-rethinking')):
+        assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+        assert message in r.stderr and f'{prog}: error:' in r.stderr, r.stderr
+        assert 'Traceback' not in r.stderr
+    assert not (tmp_path / 'run').exists()
+
+
+def test_help_lists_the_grid_and_download():
+    text = rethink('--help').stdout
+    for opt in ('--prunings', '--ratios', '--lrs', '--seeds', '--budget', '--rounds', '--download', '--out'): assert opt in text, opt
