@@ -5,14 +5,13 @@ compute floor, plus the cost of EB detection per epoch. Prints measured times an
 
 Model: quarter-width VGG-16 (the CPU-scale study model); data: the shared CIFAR-10 subset (5,085 images).
 """
-import argparse, os, statistics, time
+import argparse, statistics, time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from eb_study.data import load_data, get_loaders
+from eb_study.data import load_data, get_loaders, cifar10_subset
 from eb_study.detector import EarlyBird
 from eb_study.masking import add_bn_l1_grad
 from eb_study.models import get_model
@@ -67,7 +66,7 @@ def engine_epoch(data, device, precision, channels_last):
     torch.manual_seed(0)
     tr, te = get_loaders(data, batch_size=64, device=device, seed=0)
     t = Trainer(get_model('vgg16', width=0.25), tr, te,
-                TrainConfig(epochs=1000, precision=precision, channels_last=channels_last), device=device, progress=False)
+                TrainConfig(epochs=1000, sparsity=1e-4, precision=precision, channels_last=channels_last), device=device, progress=False)
     def epoch():
         t.train_epoch(); t.epoch += 1
     return epoch, t
@@ -99,9 +98,8 @@ def fmt(ts): return f"{statistics.mean(ts):6.2f} s ± {statistics.pstdev(ts):.2f
 
 
 def main():
-    here = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--data', default=os.environ.get('EB_STUDY_SUBSET', here.parent / 'shared/data/cifar10_subset.npz'))
+    ap.add_argument('--data', default=cifar10_subset(Path(__file__).parent) or 'digits', help='dataset (default: the shared CIFAR-10 subset)')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--epochs', type=int, default=3, help='timed epochs per variant (after one warm-up epoch)')
     ap.add_argument('--precisions', default='fp32,bf16')

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from eb_study.data import load_data, get_loaders, ImageData
+from eb_study.data import load_data, get_loaders, ImageData, cifar10_subset
 from eb_study.lowprec import LowPrecision, LPConfig
 from eb_study.models import get_model
 from eb_study.train import Trainer, TrainConfig
@@ -32,7 +32,7 @@ def epoch_times(data, device, lp, repeats):
     torch.manual_seed(0)
     hooks = [LowPrecision(lp)] if lp else []
     t = Trainer(get_model('vgg16', num_classes=data.num_classes, width=0.25), *loaders,
-                TrainConfig(epochs=repeats + 1, lr=0.05), hooks=hooks, device=device, progress=False)
+                TrainConfig(epochs=repeats + 1, lr=0.05, sparsity=1e-4), hooks=hooks, device=device, progress=False)
     times = []
     for h in hooks: h.before_fit(t)
     for _ in range(repeats + 1):  # the first epoch warms up
@@ -45,9 +45,8 @@ def epoch_times(data, device, lp, repeats):
 
 
 def main():
-    default = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'cifar10_subset.npz'
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--data', default=str(default) if default.exists() else 'digits')
+    ap.add_argument('--data', default=str(cifar10_subset(Path(__file__).parent) or 'digits'), help='dataset (default: the shared CIFAR-10 subset)')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--repeats', type=int, default=2, help='timed epochs per variant (after one warm-up epoch)')
     ap.add_argument('--images', type=int, default=2048, help='training images per epoch (0: all)')

@@ -8,11 +8,12 @@ import argparse, dataclasses, sys, types, typing
 from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train
-from .rethinking import RethinkConfig, RethinkGrid, compare, run_folder, report
+from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder, report
+from .compare import CompareGrid, GRID_FIELDS, compare, table2
 
 # %% auto #0
-__all__ = ['COMMANDS', 'add_dataclass_options', 'from_options', 'summary', 'train_command', 'rethink_command', 'arg_parser',
-           'main', 'rethinking_main']
+__all__ = ['COMMANDS', 'SKIP', 'add_dataclass_options', 'from_options', 'summary', 'train_command', 'rethink_command',
+           'compare_command', 'arg_parser', 'main', 'rethinking_main']
 
 # %% ../nbs/10_cli.ipynb #7eaa7021
 def _converter(tp):
@@ -34,11 +35,14 @@ def _converter(tp):
         return values
     return tp
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
+def add_dataclass_options(parser: argparse.ArgumentParser, cls,
+                          skip=(),  # fields that are not options (set otherwise)
+                         ) -> None:
     "Add one option per field of dataclass `cls` to `parser`, with the field's type, default and comment."
     hints, docs = typing.get_type_hints(cls), docments(cls)
     group = parser.add_argument_group(cls.__name__, (cls.__doc__ or '').strip())
     for f in dataclasses.fields(cls):
+        if f.name in skip: continue
         conv, default = _converter(hints[f.name]), f.default
         shown = ','.join(map(str, default)) if isinstance(default, tuple) else default
         text = f"{docs.get(f.name) or ''} (default: {shown})".replace('%', '%%')  # argparse formats help with %
@@ -47,8 +51,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
         else: group.add_argument('--' + f.name.replace('_', '-'), type=conv, metavar=f.name.upper(), **kw)
 
 def from_options(cls, ns: argparse.Namespace):
-    "An instance of dataclass `cls` from the parsed options `ns` (its fields' values)."
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+    "An instance of dataclass `cls` from the parsed options `ns` (the values of those of its fields that are options)."
+    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})
 
 # %% ../nbs/10_cli.ipynb #5e0abe27
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -72,13 +76,15 @@ def _fmt_int(n) -> str:
 def _stage_rows(res: dict) -> list[str]:
     st = res['stages']
     num = lambda v, f: 'n/a' if v is None else f(v)
-    rows = [f"  {'stage':<10}{'epochs':>7}{'bits':>6}{'train FLOPs':>13}{'bit-ops':>10}{'wall time':>11}{'energy':>10}"]
-    eb = dict(epochs=res['search_epochs'] + res['retrain_epochs'], bits=None, train_flops=res['train_flops_eb'],
-              train_bitops=res['train_bitops_eb'], wall_s=res['wall_s_eb'], energy_j=res['energy_j_eb'])
-    lines = [('search', st['search']), ('retrain', st['retrain']), ('EB Train', eb)]
+    rows = [f"  {'stage':<13}{'epochs':>7}{'bits':>6}{'train FLOPs':>13}{'bit-ops':>10}{'wall time':>11}{'energy':>10}"]
+    total = lambda k, stages: dict(epochs=sum(st[s]['epochs'] for s in stages), bits=None, train_flops=res[f'train_flops_{k}'],
+                                   train_bitops=res[f'train_bitops_{k}'], wall_s=res[f'wall_s_{k}'], energy_j=res[f'energy_j_{k}'])
+    lines = [('search', st['search']), ('retrain', st['retrain']), ('EB Train', total('eb', ('search', 'retrain')))]
+    if 'ns_sparse' in st:
+        lines += [('NS sparse', st['ns_sparse']), ('NS fine-tune', st['ns_finetune']), ('NS', total('ns', ('ns_sparse', 'ns_finetune')))]
     if 'dense' in st: lines.append(('dense', st['dense']))
     for name, c in lines:
-        rows.append(f"  {name:<10}{c['epochs']:>7}{'' if c['bits'] is None else c['bits']:>6}{_fmt_int(c['train_flops']):>13}"
+        rows.append(f"  {name:<13}{c['epochs']:>7}{'' if c['bits'] is None else c['bits']:>6}{_fmt_int(c['train_flops']):>13}"
                     f"{_fmt_int(c['train_bitops']):>10}{num(c['wall_s'], lambda v: f'{v:.1f} s'):>11}"
                     f"{num(c['energy_j'], lambda v: f'{v / 1000:.3g} kJ'):>10}")
     if all(c['energy_j'] is None for _, c in lines):
@@ -89,37 +95,45 @@ def _stage_rows(res: dict) -> list[str]:
     rows.append(note)
     return rows
 
+def _versus(res: dict, key: str, fmt, better: str = 'saved') -> str:
+    "EB Train's figure `key`, then network slimming's and the dense baseline's, each with EB Train's ratio to it."
+    eb = res[f'{key}_eb']
+    out = f"EB Train {fmt(eb)}"
+    for label, k in (('NS', f'{key}_ns'), ('dense', f'{key}_dense')):
+        v = res.get(k)
+        if v is not None: out += f"   {label} {fmt(v)} ({v / eb:.2f}x {better})" if eb else f"   {label} {fmt(v)}"
+    return out
+
 def summary(res: dict) -> str:
-    "The human-readable summary of a run's `results.json`."
-    pct = lambda a: '  n/a ' if a is None else f'{100 * a:6.2f}%'
+    "The human-readable summary of a run's `results.json`: EB Train against network slimming (NS) and the dense baseline."
+    pct = lambda a: 'n/a' if a is None else f'{100 * a:.2f}%'
     ratio = lambda a, b: f'{a / b:.2f}x' if a and b else 'n/a'
     eb = ', '.join(f'p={r}: ' + (f'epoch {e}' if e else 'not emerged') for r, e in res['eb_epochs'].items())
     bits = lambda k: f"{res.get(k) or 32}-bit"
+    retrain = (f"{res['retrain_epochs']} epochs, " + ("the rest of the search's schedule" if res.get('retrain') == 'rest'
+                                                       else 'a fresh schedule'))
+    acc = f"EB Train {pct(res['ticket_acc'])}" + (f"   NS {pct(res['ns_acc'])}" if res.get('ns_acc') is not None else '') \
+          + (f"   dense {pct(res['dense_acc'])}" if res.get('dense_acc') is not None else '')
     lines = [
         f"EB Train, {res['epochs']}-epoch schedule, ticket p={res['ratio']} retrained from '{res['init']}' weights on {res['device']}",
         f"  EB epoch             {eb}",
         f"  search               {res['search_epochs']} of {res['epochs']} epochs ({res['search_epochs'] / res['epochs']:.0%}),"
-        f" {bits('search_bits')}; retraining {bits('retrain_bits')}",
-        f"  accuracy             dense {pct(res['dense_acc'])}   retrained ticket {pct(res['ticket_acc'])}",
+        f" {bits('search_bits')}; retraining {retrain}, {bits('retrain_bits')}",
+        f"  accuracy             {acc}",
         f"  parameters           {_fmt_int(res['params_before'])} -> {_fmt_int(res['params_after'])}"
         f" ({ratio(res['params_before'], res['params_after'])} smaller)",
         f"  inference FLOPs      {_fmt_int(res['flops_before'])} -> {_fmt_int(res['flops_after'])} per image"
         f" ({ratio(res['flops_before'], res['flops_after'])} fewer)",
-        f"  training FLOPs       EB Train {_fmt_int(res['train_flops_eb'])}   dense {_fmt_int(res['train_flops_dense'])}"
-        f" ({ratio(res['train_flops_dense'], res['train_flops_eb'])} saved)",
+        f"  training FLOPs       {_versus(res, 'train_flops', _fmt_int)}",
+        f"  training bit-ops     {_versus(res, 'train_bitops', _fmt_int)}",
     ]
-    lines.append(f"  training bit-ops     EB Train {_fmt_int(res['train_bitops_eb'])}   dense {_fmt_int(res['train_bitops_dense'])}"
-                 f" ({ratio(res['train_bitops_dense'], res['train_bitops_eb'])} saved)")
     if res.get('energy_j_eb') is not None:
-        lines.append(f"  energy (GPU)         EB Train {res['energy_j_eb'] / 1000:.3g} kJ   dense "
-                     + (f"{res['energy_j_dense'] / 1000:.3g} kJ ({ratio(res['energy_j_dense'], res['energy_j_eb'])} saved)"
-                        if res.get('energy_j_dense') is not None else 'n/a'))
-    lines += [
-        f"  wall time            EB Train {res['wall_s_eb']:.1f} s   dense "
-        + (f"{res['wall_s_dense']:.1f} s ({ratio(res['wall_s_dense'], res['wall_s_eb'])} speed-up)" if res['wall_s_dense'] else 'n/a'),
-        *_stage_rows(res),
-        f"  run folder           {res['out']}",
-    ]
+        lines.append(f"  energy (GPU)         {_versus(res, 'energy_j', lambda v: f'{v / 1000:.3g} kJ')}")
+    lines.append(f"  wall time            {_versus(res, 'wall_s', lambda v: f'{v:.1f} s', 'speed-up')}")
+    if res.get('epoch_s_dense'):
+        lines.append(f"  epoch time           ticket {res['epoch_s_ticket']:.2f} s   dense {res['epoch_s_dense']:.2f} s"
+                     f" ({ratio(res['epoch_s_dense'], res['epoch_s_ticket'])} faster, for {ratio(res['flops_before'], res['flops_after'])} fewer FLOPs)")
+    lines += [*_stage_rows(res), f"  run folder           {res['out']}"]
     return '\n'.join(lines)
 
 # %% ../nbs/10_cli.ipynb #0c0226e4
@@ -131,17 +145,29 @@ def train_command(cfg: EBConfig, out=None, device='auto', quiet=False, download=
 
 def rethink_command(cfg: RethinkConfig, grid: RethinkGrid, out=None, device='auto', quiet=False, download=False):
     "Run Liu et al.'s comparison for `cfg` over `grid`; print the summary table, write it and the figure."
-    df = compare(cfg, grid, out, device, progress=not quiet and sys.stderr.isatty(), download=download)
+    df = rethink_compare(cfg, grid, out, device, progress=not quiet and sys.stderr.isatty(), download=download)
     folder = run_folder(cfg, out)
     table = report(df, folder, f'({cfg.arch}, {Path(cfg.dataset).name})')
     print(table.to_string()); print(f"results: {folder / 'results.csv'}")
+    return df
+
+def compare_command(cfg: EBConfig, grid: CompareGrid, out=None, device='auto', quiet=False, download=False):
+    "Run the Table 2 comparison of `grid`'s methods under the recipe `cfg`; print the table in the paper's layout."
+    df = compare(cfg, grid, out, device, progress=not quiet and sys.stderr.isatty(), download=download)
+    print(table2(df).to_string())
+    print(f"retraining: {cfg.retrain_epochs or cfg.epochs} epochs, a fresh schedule, for every method"
+          + (" (EB Train: the rest of its search's schedule)" if cfg.retrain == 'rest' else ''))
+    print(f"results: {Path(out or 'runs/compare') / 'results.csv'}")
     return df
 
 COMMANDS = {  # name -> (configuration dataclasses, function, description)
     'train': ((EBConfig,), train_command, "EB Train (You et al., ICLR 2020): search, prune, retrain, and a dense baseline"),
     'rethink': ((RethinkConfig, RethinkGrid), rethink_command,
                 "Winning ticket vs random re-initialisation after pruning (Liu et al., ICLR 2019)"),
+    'compare': ((EBConfig, CompareGrid), compare_command,
+                "Table 2 of You et al.: EB Train against network slimming, the lottery ticket, SNIP and ThiNet"),
 }
+SKIP = {('compare', EBConfig): GRID_FIELDS}  # fields a sub-command sets itself, per configuration class
 
 def arg_parser(name: str = 'train', prog: str | None = None) -> argparse.ArgumentParser:
     "The argument parser of sub-command `name`: the fields of its configuration dataclasses and the running options."
@@ -149,12 +175,12 @@ def arg_parser(name: str = 'train', prog: str | None = None) -> argparse.Argumen
     others = ', '.join(f"'eb-study {k}'" for k in COMMANDS if k != 'train')
     p = argparse.ArgumentParser(prog=prog or ('eb-study' if name == 'train' else f'eb-study {name}'),
                                 description=doc + ('' if name != 'train' else f". Other sub-commands: {others}."))
-    for cls in classes: add_dataclass_options(p, cls)
+    for cls in classes: add_dataclass_options(p, cls, SKIP.get((name, cls), ()))
     _run_options(p)
     return p
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    "The `eb-study` command: `eb-study [train] [options]` or `eb-study rethink [options]`."
+    "The `eb-study` command: `eb-study [train] [options]`, `eb-study rethink [options]` or `eb-study compare [options]`."
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv.pop(0) if argv and argv[0] in COMMANDS else 'train'
     p = arg_parser(name, prog)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_ebtrain.ipynb #df00c946
 from __future__ import annotations
-import csv, dataclasses, warnings
+import csv, dataclasses, statistics, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -12,7 +12,7 @@ from .cost import bitops, stage_hooks
 from .data import load_data, get_loaders
 from .detector import EarlyBird
 from .lowprec import LPConfig
-from .masking import channel_mask, flatten_mask
+from .masking import bn_scales, channel_mask, flatten_mask, round_mask
 from .models import get_model, build_model, save_model, load_model, MODELS
 from .prune import count_params, count_flops, training_flops
 from .retrain import make_ticket, INITS
@@ -20,8 +20,9 @@ from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage
 from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['STAGE_FIELDS', 'EBConfig', 'stage_dirs', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage',
-           'summarise', 'read_log', 'plot_run', 'eb_train']
+__all__ = ['COMMON_FIELDS', 'STAGE_FIELDS', 'EBConfig', 'stage_dirs', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage',
+           'dense_stage', 'ns_stages', 'stage_cost', 'summarise', 'read_log', 'plot_run', 'RecordScales', 'Snapshot',
+           'save_summary', 'load_masks', 'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
@@ -33,7 +34,8 @@ class EBConfig:
     seed: int = 0  # fixes initialisation, data order and therefore masks
     epochs: int = 40  # dense schedule length: the search budget and the dense baseline
     lr: float = 0.1  # initial learning rate (search, retraining and dense)
-    schedule: str = 'step'  # 'step' (÷10 at 50 % and 75 % of the run) or 'cosine'
+    schedule: str = 'step'  # 'step' (÷10 at each milestone) or 'cosine'
+    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of the run (paper: 80 and 120 of 160 epochs)
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 1e-4  # weight decay, on every parameter (BN included, as the reference code)
     batch_size: int = 64  # training batch size
@@ -44,10 +46,14 @@ class EBConfig:
     threshold: float = 0.1  # ε: a ticket emerges when the largest mask distance in its queue is below it
     mode: str = 'newest'  # EB queue rule: 'newest' (reference code) or 'consecutive' (paper's text)
     full_search: bool = False  # search for the whole schedule instead of stopping when every watched ticket emerged
+    ns: bool = True  # also run network slimming on the same schedule: its sparse training is the search, run to the end
     search_bits: int | None = None  # simulated word length of the search (8: EB Train LF and LL); None: `precision`
     ratio: float = 0.5  # channel pruning ratio of the ticket that is pruned and retrained
     init: str = 'inherit'  # the ticket starts from 'inherit' (EB weights), 'random' or 'rewind' (θ0)
-    retrain_epochs: int | None = None  # retraining schedule length (None: `epochs`)
+    round_to: int = 8  # pruning keeps a multiple of this many channels per layer (1: exactly the ratio's count)
+    retrain: str = 'full'  # retraining length: 'full' (a fresh schedule) or 'rest' (the search's, from the ticket's epoch)
+    retrain_epochs: int | None = None  # length of a 'full' retraining (None: `epochs`)
+    retrain_lr: float | None = None  # initial learning rate of the retraining (None: `lr`)
     retrain_bits: int | None = None  # simulated word length of retraining (8 with search_bits=8: EB Train LL)
     dense: bool = True  # also train the dense baseline
 
@@ -57,8 +63,15 @@ class EBConfig:
         for r in self.ratios:
             if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r} in ratios")
         self.ratios = tuple(sorted(set(float(r) for r in self.ratios) | {float(self.ratio)}))
+        self.milestones = tuple(float(m) for m in self.milestones)
         if self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if isinstance(self.round_to, bool) or int(self.round_to) != self.round_to or self.round_to < 1:
+            raise ValueError(f"round_to must be an integer >= 1, got {self.round_to}")
         if self.mode not in ('newest', 'consecutive'): raise ValueError(f"mode must be 'newest' or 'consecutive', got {self.mode!r}")
+        if self.retrain_lr is not None and not self.retrain_lr > 0: raise ValueError(f"retrain_lr must be positive, got {self.retrain_lr}")
+        if self.retrain not in ('full', 'rest'): raise ValueError(f"retrain must be 'full' or 'rest', got {self.retrain!r}")
+        if self.retrain == 'rest' and self.retrain_epochs is not None:
+            raise ValueError("retrain_epochs sets the length of a 'full' retraining; 'rest' runs to the end of the search's schedule")
         if self.retrain_epochs is not None and (int(self.retrain_epochs) != self.retrain_epochs or self.retrain_epochs < 1):
             raise ValueError(f"retrain_epochs must be a positive integer, got {self.retrain_epochs}")
         self.train_config()  # validates the training fields
@@ -70,29 +83,38 @@ class EBConfig:
             if self.precision != 'fp32':
                 raise ValueError(f"{name} simulates low precision in fp32 arithmetic: use precision='fp32', not {self.precision!r}")
 
-    def train_config(self, epochs: int | None = None, sparsity: float = 0.0) -> TrainConfig:
+    def train_config(self, epochs: int | None = None, sparsity: float = 0.0, retrain: bool = False) -> TrainConfig:
         "The engine's configuration for a stage of `epochs` (default: the schedule) with BN sparsity `sparsity`."
-        return TrainConfig(epochs=epochs or self.epochs, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                           schedule=self.schedule, sparsity=sparsity, precision=self.precision)
+        lr = (self.retrain_lr or self.lr) if retrain else self.lr
+        return TrainConfig(epochs=epochs or self.epochs, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                           schedule=self.schedule, milestones=self.milestones, sparsity=sparsity, precision=self.precision)
 
     @property
-    def n_retrain(self) -> int: return self.retrain_epochs or self.epochs
+    def search_to_end(self) -> bool:
+        "Whether the search runs the whole schedule (asked for, or network slimming needs its final γ)."
+        return self.full_search or self.ns
 
 # %% ../nbs/09_ebtrain.ipynb #28d95211
-_COMMON = ('dataset', 'seed', 'batch_size', 'arch', 'width', 'epochs', 'lr', 'schedule', 'momentum', 'weight_decay', 'precision')
+COMMON_FIELDS = ('dataset', 'seed', 'batch_size', 'arch', 'width', 'epochs', 'lr', 'schedule', 'milestones', 'momentum',
+           'weight_decay', 'precision')
 STAGE_FIELDS = {
-    'search': _COMMON + ('sparsity', 'ratios', 'length', 'threshold', 'mode', 'full_search', 'search_bits'),
-    'dense': _COMMON,
-    'prune': ('ratio', 'init'),  # and its search
-    'retrain': ('retrain_epochs', 'retrain_bits'),  # and its pruned ticket
+    'search': COMMON_FIELDS + ('sparsity', 'ratios', 'length', 'threshold', 'mode', 'search_bits'),  # and `search_to_end`
+    'dense': COMMON_FIELDS,
+    'prune': ('ratio', 'init', 'round_to'),  # and its search
+    'retrain': ('retrain', 'retrain_epochs', 'retrain_bits', 'retrain_lr'),  # and its pruned ticket
 }
 
-def stage_dirs(cfg: EBConfig, root: str | Path) -> dict[str, Path]:
+def stage_dirs(cfg: EBConfig, root: str | Path,
+               create=('search', 'dense', 'prune', 'retrain', 'run'),  # the folders to create (the others are only named)
+              ) -> dict[str, Path]:
     "The folders of `cfg`'s stages under `root` — search, dense, prune, retrain — and of the run's summary ('run')."
-    d = {s: stage_dir(root, stage_spec(s, cfg, STAGE_FIELDS[s])) for s in ('search', 'dense')}
-    d['prune'] = stage_dir(root, stage_spec('prune', cfg, STAGE_FIELDS['prune'], parent=d['search']))
-    d['retrain'] = stage_dir(root, stage_spec('retrain', cfg, STAGE_FIELDS['retrain'], parent=d['prune']))
-    d['run'] = stage_dir(root, stage_spec('eb', cfg, [f.name for f in dataclasses.fields(cfg)]))
+    mk = lambda name, spec: stage_dir(root, spec, create=name in create)
+    search = stage_spec('search', cfg, STAGE_FIELDS['search'])
+    if cfg.search_to_end: search['full_search'] = True
+    d = dict(search=mk('search', search), dense=mk('dense', stage_spec('dense', cfg, STAGE_FIELDS['dense'])))
+    d['prune'] = mk('prune', stage_spec('prune', cfg, STAGE_FIELDS['prune'], parent=d['search']))
+    d['retrain'] = mk('retrain', stage_spec('retrain', cfg, STAGE_FIELDS['retrain'], parent=d['prune']))
+    d['run'] = mk('run', stage_spec('eb', cfg, [f.name for f in dataclasses.fields(cfg)]))
     return d
 
 # %% ../nbs/09_ebtrain.ipynb #2e039a27
@@ -136,41 +158,65 @@ def search_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, h
         return dict(eb_epochs={str(r): e for r, e in eb.emerged_at.items()},
                     max_distance={str(r): q.history for r, q in eb.queues.items()})
     return fit_stage(d, model, loaders, cfg.train_config(sparsity=cfg.sparsity), device,
-                     [EBSearch(eb, stop=not cfg.full_search, out=d), *hooks, *stage_hooks(device, cfg.search_bits, cfg.seed)],
+                     [EBSearch(eb, stop=not cfg.search_to_end, out=d), *hooks, *stage_hooks(device, cfg.search_bits, cfg.seed)],
                      progress, 'search', result)
 
 # %% ../nbs/09_ebtrain.ipynb #adc72472
-def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path) -> dict:
+def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
+                ticket: Path | None = None,  # the drawn ticket (default: the search's EB ticket at `cfg.ratio`)
+               ) -> dict:
     "Stage 2: prune the ticket at `cfg.ratio` physically, starting from the weights `cfg.init` names, in folder `d`."
     if (d / 'result.json').exists(): return load_json(d / 'result.json')
-    ck = load_checkpoint(search_dir / f'eb_ticket_p{cfg.ratio:g}.pt')
+    ck = load_checkpoint(ticket or search_dir / f'eb_ticket_p{cfg.ratio:g}.pt')
     dense = build_model(ck['config']); dense.load_state_dict(ck['model'])
-    ticket = make_ticket(dense, ck['mask'], cfg.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=cfg.seed + 1)
+    mask = round_mask(ck['mask'], bn_scales(dense), cfg.round_to)
+    ticket = make_ticket(dense, mask, cfg.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=cfg.seed + 1)
     save_model(ticket, d / 'ticket.pt')
-    save_checkpoint(ck['mask'], d / 'mask.pt')
+    save_checkpoint(mask, d / 'mask.pt')
     size = (1, *data.x_train.shape[1:])
     res = dict(eb_epoch=ck['epoch'], params_before=count_params(dense), params_after=count_params(ticket),
                flops_before=count_flops(dense, size), flops_after=count_flops(ticket, size),
                step_flops_before=training_flops(dense, size), step_flops_after=training_flops(ticket, size),
-               channels_kept=int(sum(int(m.sum()) for m in ck['mask'].values())),
-               channels=int(sum(m.numel() for m in ck['mask'].values())), init=cfg.init)
+               channels_kept=int(sum(int(m.sum()) for m in mask.values())),
+               channels=int(sum(m.numel() for m in mask.values())), init=cfg.init)
     save_json(res, d / 'result.json')
     return res
 
 # %% ../nbs/09_ebtrain.ipynb #de2406fc
 def retrain_stage(cfg: EBConfig, loaders, prune_dir: Path, d: Path, device, progress=True, hooks=()) -> dict:
-    "Stage 3: train the pruned ticket (no sparsity) for `cfg.n_retrain` epochs in folder `d`."
+    "Stage 3: train the pruned ticket (no sparsity) in folder `d`: a fresh schedule, or the rest of the search's."
     def result(t): save_model(t.model, d / 'model.pt'); return {}
-    return fit_stage(d, load_model(prune_dir / 'ticket.pt'), loaders, cfg.train_config(cfg.n_retrain), device,
-                     [*hooks, *stage_hooks(device, cfg.retrain_bits, cfg.seed)], progress, 'retrain', result)
+    start = 0
+    if cfg.retrain == 'rest':
+        start = load_json(prune_dir / 'result.json')['eb_epoch']
+        if not start: raise ValueError("retrain='rest' continues the schedule from the ticket's EB epoch, but this ticket never emerged")
+    return fit_stage(d, load_model(prune_dir / 'ticket.pt'), loaders,
+                     cfg.train_config(cfg.retrain_epochs if cfg.retrain == 'full' else None, retrain=True),
+                     device, [*hooks, *stage_hooks(device, cfg.retrain_bits, cfg.seed)], progress, 'retrain', result, start)
 
 def dense_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, hooks=()) -> dict:
     "Stage 4: the dense baseline in folder `d`: the search's initialisation and schedule, full precision, no sparsity."
     return fit_stage(d, get_model(cfg.arch, data.num_classes, cfg.width, seed=cfg.seed), loaders, cfg.train_config(),
                      device, [*hooks, *stage_hooks(device)], progress, 'dense')
 
+# %% ../nbs/09_ebtrain.ipynb #90dba870
+def ns_stages(cfg: EBConfig, data, loaders, search_dir: Path, root: Path, device, progress=True, hooks=()) -> tuple[dict, dict]:
+    "Network slimming's pruning (at the final γ of the search, run to the end) and fine-tuning; their results."
+    dp = stage_dir(root, stage_spec('ns-prune', cfg, ('ratio', 'round_to'), parent=search_dir))
+    dr = stage_dir(root, stage_spec('ns-finetune', cfg, ('retrain_epochs', 'retrain_lr'), parent=dp))
+    if not (dp / 'result.json').exists():  # the ticket of the final weights, pruned as EB Train prunes its ticket
+        final, ck = get_model(cfg.arch, data.num_classes, cfg.width), load_checkpoint(search_dir / 'checkpoint.pt')
+        final.load_state_dict(ck['model'])
+        save_checkpoint(dict(model=ck['model'], config=final.config, epoch=ck['epoch'], mask=channel_mask(final, cfg.ratio)),
+                        dp / 'drawn.pt')
+    prune = prune_stage(dataclasses.replace(cfg, init='inherit'), data, search_dir, dp, ticket=dp / 'drawn.pt')
+    def result(t): save_model(t.model, dr / 'model.pt'); return {}
+    tune = fit_stage(dr, load_model(dp / 'ticket.pt'), loaders, cfg.train_config(cfg.retrain_epochs, retrain=True), device,
+                     [*hooks, *stage_hooks(device)], progress, 'NS fine-tune', result)
+    return prune, tune
+
 # %% ../nbs/09_ebtrain.ipynb #f9d19f60
-def _cost(res: dict, epochs: int, images: int, step_flops: int) -> dict:
+def stage_cost(res: dict, epochs: int, images: int, step_flops: int) -> dict:
     "The cost of the first `epochs` epochs of the stage whose `result.json` is `res`."
     flops = images * epochs * step_flops
     energy = res.get('epoch_energy_j') or [None]
@@ -180,17 +226,23 @@ def _cost(res: dict, epochs: int, images: int, step_flops: int) -> dict:
 
 def _total(*xs): return None if any(x is None for x in xs) else sum(xs)
 
-def summarise(cfg: EBConfig, n_train: int, search: dict, prune: dict, retrain: dict, dense: dict | None) -> dict:
+def summarise(cfg: EBConfig, n_train: int, search: dict, prune: dict, retrain: dict, dense: dict | None,
+              ns: tuple[dict, dict] | None = None,  # network slimming's pruning and fine-tuning results
+             ) -> dict:
     "The run's headline figures (the keys of `results.json`), with a cost line per stage under `stages`."
     search_epochs = prune['eb_epoch'] or search['epochs']  # a ticket that never emerged cost the whole search
-    st = dict(search=_cost(search, search_epochs, n_train, prune['step_flops_before']),
-              retrain=_cost(retrain, retrain['epochs'], n_train, prune['step_flops_after']))
-    if dense: st['dense'] = _cost(dense, dense['epochs'], n_train, prune['step_flops_before'])
+    st = dict(search=stage_cost(search, search_epochs, n_train, prune['step_flops_before']),
+              retrain=stage_cost(retrain, retrain['epochs'], n_train, prune['step_flops_after']))
+    if dense: st['dense'] = stage_cost(dense, dense['epochs'], n_train, prune['step_flops_before'])
+    if ns:
+        st['ns_sparse'] = stage_cost(search, search['epochs'], n_train, prune['step_flops_before'])
+        st['ns_finetune'] = stage_cost(ns[1], ns[1]['epochs'], n_train, ns[0]['step_flops_after'])
     eb = lambda k: _total(st['search'][k], st['retrain'][k])
+    nsum = lambda k: _total(st['ns_sparse'][k], st['ns_finetune'][k]) if ns else None
     flops_dense = n_train * cfg.epochs * prune['step_flops_before']  # the whole schedule, even without the dense stage
     return dict(
         eb_epoch=prune['eb_epoch'], eb_epochs=search['eb_epochs'], epochs=cfg.epochs, search_epochs=search_epochs,
-        retrain_epochs=retrain['epochs'], ratio=cfg.ratio, init=cfg.init,
+        retrain_epochs=retrain['epochs'], retrain=cfg.retrain, ratio=cfg.ratio, init=cfg.init,
         search_bits=st['search']['bits'], retrain_bits=st['retrain']['bits'],
         dense_acc=dense['test_acc'] if dense else None, search_acc=search['test_acc'], ticket_acc=retrain['test_acc'],
         params_before=prune['params_before'], params_after=prune['params_after'],
@@ -198,7 +250,12 @@ def summarise(cfg: EBConfig, n_train: int, search: dict, prune: dict, retrain: d
         train_flops_eb=eb('train_flops'), train_flops_dense=flops_dense,
         train_bitops_eb=eb('train_bitops'), train_bitops_dense=bitops(flops_dense, cfg.train_config().bits),
         wall_s_eb=eb('wall_s'), wall_s_dense=dense['wall_s'] if dense else None,
-        energy_j_eb=eb('energy_j'), energy_j_dense=st['dense']['energy_j'] if dense else None, stages=st)
+        energy_j_eb=eb('energy_j'), energy_j_dense=st['dense']['energy_j'] if dense else None,
+        epoch_s_ticket=statistics.median(retrain['epoch_time_s']),
+        epoch_s_dense=statistics.median(dense['epoch_time_s']) if dense else None,
+        ns_acc=ns[1]['test_acc'] if ns else None, ns_flops_after=ns[0]['flops_after'] if ns else None,
+        train_flops_ns=nsum('train_flops'), train_bitops_ns=nsum('train_bitops'), wall_s_ns=nsum('wall_s'),
+        energy_j_ns=nsum('energy_j'), stages=st)
 
 # %% ../nbs/09_ebtrain.ipynb #9938189d
 def read_log(path: str | Path) -> list[dict]:
@@ -233,6 +290,48 @@ def plot_run(cfg: EBConfig, dirs: dict[str, Path]) -> list[Path]:
     fig.tight_layout(); fig.savefig(out / 'curves.png', dpi=110); plt.close(fig)
     return [out / 'distance_matrix.png', out / 'curves.png']
 
+# %% ../nbs/09_ebtrain.ipynb #8e55b20c
+class RecordScales(Hook):
+    "Engine hook: keep the flat |γ| of every BN channel after each epoch in `epochs` (all if `None`); saved to `out/scales.pt`."
+    def __init__(self, out: Path, epochs=None): self.out, self.epochs, self.scales = Path(out), epochs, {}
+    def after_epoch(self, t: Trainer):
+        if self.epochs is None or t.epoch in self.epochs:
+            self.scales[t.epoch] = torch.cat(list(bn_scales(t.model).values()))
+    def after_fit(self, t: Trainer): save_checkpoint(self.scales, self.out / 'scales.pt')
+    def state_dict(self): return dict(scales=self.scales)
+    def load_state_dict(self, sd): self.scales = dict(sd['scales'])
+
+class Snapshot(Hook):
+    "Engine hook: save the weights after each epoch in `epochs` to `out/weights_epoch{e}.pt` (to draw tickets from later)."
+    def __init__(self, out: Path, epochs): self.out, self.epochs = Path(out), set(epochs)
+    def after_epoch(self, t: Trainer):
+        if t.epoch in self.epochs: save_checkpoint(t.model.state_dict(), self.out / f'weights_epoch{t.epoch}.pt')
+
+def save_summary(d: Path,  # a stage folder
+                 dest: Path,  # where its summary goes (committed with a study)
+                ) -> Path:
+    "Copy the small files of stage folder `d` into `dest`: spec, result and log, masks as packed bits, recorded scales."
+    import numpy as np, shutil
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    for f in ('spec.json', 'result.json', 'log.csv'):
+        if (d / f).exists(): shutil.copyfile(d / f, dest / f)
+    if (d / 'masks.pt').exists():
+        m = load_checkpoint(d / 'masks.pt')
+        np.savez_compressed(dest / 'masks.npz', **{f'p{r:g}': np.packbits(v.numpy(), axis=1) for r, v in m.items()},
+                            n=np.array(next(iter(m.values())).shape[1]))
+    if (d / 'scales.pt').exists():
+        sc = load_checkpoint(d / 'scales.pt')
+        np.savez_compressed(dest / 'scales.npz', **{f'epoch{e}': v.numpy() for e, v in sc.items()})
+    return dest
+
+def load_masks(d: Path) -> dict[float, torch.Tensor]:
+    "The per-epoch masks (ratio -> epochs × channels bool tensor) of a stage folder or of its summary."
+    import numpy as np
+    if (Path(d) / 'masks.pt').exists(): return load_checkpoint(Path(d) / 'masks.pt')
+    with np.load(Path(d) / 'masks.npz') as z:
+        n = int(z['n'])
+        return {float(k[1:]): torch.from_numpy(np.unpackbits(z[k], axis=1)[:, :n].astype(bool)) for k in z.files if k != 'n'}
+
 # %% ../nbs/09_ebtrain.ipynb #e270fc88
 def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage folders live (default: `runs`)
              device: str = 'auto', progress: bool = True,
@@ -250,7 +349,8 @@ def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage f
     prune = prune_stage(cfg, data, dirs['search'], dirs['prune'])
     retrain = retrain_stage(cfg, loaders, dirs['prune'], dirs['retrain'], device, progress, hooks)
     dense = dense_stage(cfg, data, loaders, dirs['dense'], device, progress, hooks) if cfg.dense else None
-    results = summarise(cfg, len(data.y_train), search, prune, retrain, dense)
+    ns = ns_stages(cfg, data, loaders, dirs['search'], dirs['run'].parent, device, progress, hooks) if cfg.ns else None
+    results = summarise(cfg, len(data.y_train), search, prune, retrain, dense, ns)
     results.update(device=str(device), out=str(dirs['run']), stage_dirs={k: str(v) for k, v in dirs.items() if k != 'run'})
     save_json(results, dirs['run'] / 'results.json')
     plot_run(cfg, dirs)

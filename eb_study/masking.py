@@ -9,8 +9,8 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'mask_from_scores',
-           'channel_mask', 'reference_mask', 'add_bn_l1_grad', 'apply_mask']
+__all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'check_ratio',
+           'mask_from_scores', 'round_mask', 'channel_mask', 'reference_mask', 'add_bn_l1_grad', 'apply_mask']
 
 # %% ../nbs/00_masking.ipynb #0b534f08
 Mask = dict[str, Tensor]  # BN-layer name -> bool tensor, True = channel kept
@@ -75,7 +75,7 @@ def _rank_prune(scores: list[Tensor], n_prune: int, min_keep: int) -> Tensor:
     keep[torch.sort(keys, stable=True).indices[:n_prune]] = False
     return keep
 
-def _check_ratio(ratio, where: str = '') -> float:
+def check_ratio(ratio, where: str = '') -> float:
     "`ratio` as a float in [0, 1), or a `ValueError` naming it."
     try: r = float(ratio)
     except (TypeError, ValueError): r = math.nan
@@ -98,12 +98,31 @@ def mask_from_scores(scores: dict[str, Tensor],  # layer name -> scores (any sha
     if scope == 'global':
         if isinstance(ratio, dict): raise ValueError("per-layer ratios need scope='layer'")
         n = sum(s.numel() for s in scores.values())
-        flat = _rank_prune(list(scores.values()), round(_check_ratio(ratio) * n), min_keep)
+        flat = _rank_prune(list(scores.values()), round(check_ratio(ratio) * n), min_keep)
         return {k: m.reshape(s.shape) for (k, s), m in zip(scores.items(), flat.split([s.numel() for s in scores.values()]))}
     rates = ratio if isinstance(ratio, dict) else dict.fromkeys(scores, ratio)
     if set(rates) - set(scores): raise ValueError(f"ratios given for {sorted(set(rates) - set(scores))}, which have no scores")
-    return {k: _rank_prune([s], round(_check_ratio(rates.get(k, 0.0), f' for {k!r}') * s.numel()), min_keep).reshape(s.shape)
+    return {k: _rank_prune([s], round(check_ratio(rates.get(k, 0.0), f' for {k!r}') * s.numel()), min_keep).reshape(s.shape)
             for k, s in scores.items()}
+
+# %% ../nbs/00_masking.ipynb #0b1cfe1f
+def round_mask(mask: Mask,  # per-layer keep-masks
+               scores: dict[str, Tensor],  # the scores the mask was drawn from, same layers and shapes
+               round_to: int = 8,  # each layer keeps a multiple of this many entries (or all of them)
+              ) -> Mask:
+    "`mask` with each layer's kept count raised to a multiple of `round_to` by keeping its next-highest-scored entries."
+    if isinstance(round_to, bool) or int(round_to) != round_to or round_to < 1: raise ValueError(f"round_to must be an integer >= 1, got {round_to}")
+    if list(mask) != list(scores): raise ValueError(f"mask layers {list(mask)} and score layers {list(scores)} differ")
+    out = {}
+    for n, m in mask.items():
+        m, s = m.bool().reshape(-1).clone(), scores[n].detach().float().cpu().reshape(-1)
+        if m.shape != s.shape: raise ValueError(f"mask and scores of {n!r} have shapes {tuple(mask[n].shape)} and {tuple(scores[n].shape)}")
+        extra = min(-int(m.sum()) % int(round_to), int((~m).sum()))
+        if extra:
+            pruned = (~m).nonzero().flatten()
+            m[pruned[torch.sort(s[pruned], descending=True, stable=True).indices[:extra]]] = True
+        out[n] = m.reshape(mask[n].shape)
+    return out
 
 # %% ../nbs/00_masking.ipynb #fe74a0ae
 def channel_mask(model: nn.Module,  # a network with BatchNorm layers

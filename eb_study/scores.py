@@ -4,6 +4,7 @@
 
 # %% ../nbs/05b_scores.ipynb #9fe45b31
 from __future__ import annotations
+import copy
 from dataclasses import dataclass
 from typing import Callable
 import torch
@@ -13,8 +14,8 @@ from .models import VGG, PreResNet
 from .sparse import WeightMask, prunable, effective_weight
 
 # %% auto #0
-__all__ = ['SCORERS', 'filter_convs', 'filter_norms', 'weight_magnitudes', 'Scorer', 'get_scorer', 'score_mask', 'filter_mask',
-           'unstructured_mask']
+__all__ = ['SCORERS', 'filter_convs', 'filter_norms', 'weight_magnitudes', 'snip_scores', 'Scorer', 'get_scorer', 'score_mask',
+           'filter_mask', 'unstructured_mask']
 
 # %% ../nbs/05b_scores.ipynb #b1718c4c
 def filter_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -40,6 +41,19 @@ def weight_magnitudes(model: nn.Module) -> dict[str, Tensor]:
         out[f'{n}.weight'] = torch.where(c.weight_mask.bool().cpu(), s, -1.0) if hasattr(c, 'weight_mask') else s
     return out
 
+# %% ../nbs/05b_scores.ipynb #1a164f23
+def snip_scores(model: nn.Module,
+                batch: tuple[Tensor, Tensor],  # one batch (images, labels) of training data
+               ) -> dict[str, Tensor]:
+    "SNIP's connection sensitivity |g ⊙ w| of every conv weight of `model` on `batch`, by parameter name."
+    net = copy.deepcopy(model).train()
+    convs = prunable(net)
+    x, y = batch
+    p = next(net.parameters())
+    loss = nn.functional.cross_entropy(net(x.to(p.device)), y.to(p.device))
+    grads = torch.autograd.grad(loss, [c.weight for c in convs.values()])
+    return {f'{n}.weight': (g * c.weight).detach().abs().float().cpu() for (n, c), g in zip(convs.items(), grads)}
+
 # %% ../nbs/05b_scores.ipynb #e1d51d6d
 @dataclass(frozen=True)
 class Scorer:
@@ -53,6 +67,7 @@ SCORERS = {
     'bn': Scorer(bn_scales, 'channel', 'global', 'Liu et al. 2017, network slimming: |γ| of BatchNorm'),
     'l1': Scorer(filter_norms, 'channel', 'layer', 'Li et al. 2017, pruning filters: L1 norm of each filter'),
     'magnitude': Scorer(weight_magnitudes, 'weight', 'global', 'Han et al. 2015: |w| of each conv weight'),
+    'snip': Scorer(snip_scores, 'weight', 'global', 'Lee et al. 2019, SNIP: |g ⊙ w| at initialisation, on one batch'),
 }
 
 def get_scorer(name: str) -> Scorer:

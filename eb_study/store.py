@@ -85,11 +85,12 @@ def stage_spec(stage: str,  # the stage's name: 'search', 'dense', 'prune', ...
 
 def stage_dir(root: str | Path,  # where stage folders live
               spec: dict,  # from `stage_spec`
+              create: bool = True,  # create the folder and write `spec.json` (once)
              ) -> Path:
-    "The folder `root/<stage>-<hash of spec>` of the stage `spec` describes, created, with `spec.json` written once."
+    "The folder `root/<stage>-<hash of spec>` of the stage `spec` describes; refuses one whose `spec.json` differs."
     d = Path(root) / f"{spec['stage']}-{_hash(spec, 10)}"
     f = d / 'spec.json'
     if f.exists() and load_json(f) != json.loads(json.dumps(spec, default=_jsonable)):
         raise ValueError(f"{d} holds a stage with another spec ({load_json(f)}); remove it or choose another root")
-    if not f.exists(): save_json(spec, f)
+    if create and not f.exists(): save_json(spec, f)
     return d

@@ -75,7 +75,8 @@ class Trainer:
     def __init__(self, model: nn.Module, train_dl, test_dl, cfg: TrainConfig,
                  hooks=(),  # objects with `Hook` methods
                  run_dir: str | Path | None = None,  # where checkpoint.pt and log.csv go (None: nothing written)
-                 device: str | torch.device = 'cpu', progress: bool = True, desc: str = 'train'):
+                 device: str | torch.device = 'cpu', progress: bool = True, desc: str = 'train',
+                 start_epoch: int = 0):  # the schedule's epoch to start at (a later one continues a schedule)
         self.cfg, self.device, self.progress, self.desc = cfg, torch.device(device), progress, desc
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
@@ -84,7 +85,8 @@ class Trainer:
                                    weight_decay=cfg.weight_decay)
         self.hooks = ([BNSparsity(cfg.sparsity)] if cfg.sparsity > 0 else []) + list(hooks)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.epoch, self.history, self.stopped = 0, [], False
+        if not 0 <= start_epoch < cfg.epochs: raise ValueError(f"start_epoch must be in [0, {cfg.epochs}), got {start_epoch}")
+        self.epoch, self.history, self.stopped = start_epoch, [], False
 
     @property
     def ckpt_path(self) -> Path | None: return self.run_dir / 'checkpoint.pt' if self.run_dir else None
@@ -205,12 +207,14 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, result.jso
               model: nn.Module, loaders,  # the network, and its (train, test) loaders
               cfg: TrainConfig, device='cpu', hooks=(), progress: bool = True, desc: str = 'train',
               result=lambda t: {},  # the stage's own entries of result.json, from the finished `Trainer`
+              start_epoch: int = 0,  # start the schedule at this epoch (a continued schedule)
              ) -> dict:
     "Train `model` in stage folder `d` (resuming) and write `d/result.json`; if it exists, return it and train nothing."
     if (Path(d) / 'result.json').exists(): return load_json(Path(d) / 'result.json')
-    t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc)
+    t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc,
+                start_epoch=start_epoch)
     t.fit()
-    res = dict(epochs=t.epoch, test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
+    res = dict(epochs=len(t.history), test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
                wall_s=float(sum(h['time_s'] for h in t.history)), epoch_time_s=[h['time_s'] for h in t.history])
     for h in t.hooks: res.update(h.summary(t) if hasattr(h, 'summary') else {})
     res.update(result(t))

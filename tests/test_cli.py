@@ -15,8 +15,9 @@ import torch
 from conftest import run_script, run_folder, results, read_log
 from eb_study.data import cifar10_subset
 
-# A small, quick configuration: eighth-width VGG-11 on the offline digits data.
-QUICK = ['--arch', 'vgg11', '--width', '0.125', '--quiet']
+# A small, quick configuration: eighth-width VGG-11 on the offline digits data, without network slimming beside it
+# (one test runs the default, with it).
+QUICK = ['--arch', 'vgg11', '--width', '0.125', '--quiet', '--no-ns']
 SUBSET = cifar10_subset(Path(__file__).parent)
 
 
@@ -32,7 +33,7 @@ def stage(out: Path, name: str) -> Path:
 
 def test_run_writes_results_and_summary(tmp_path):
     out = tmp_path / 'runs'
-    r = eb_study(*QUICK, '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
+    r = eb_study(*QUICK[:-1], '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
     res = results(r.stdout)
     for k in ('eb_epoch epochs dense_acc ticket_acc params_before params_after flops_before flops_after '
               'train_flops_eb train_flops_dense train_bitops_eb train_bitops_dense wall_s_eb wall_s_dense '
@@ -46,8 +47,11 @@ def test_run_writes_results_and_summary(tmp_path):
     for f in ('distance_matrix.png', 'curves.png'): assert (run / f).stat().st_size > 0, f
     for s in ('search', 'retrain', 'dense'): assert len(read_log(stage(out, s) / 'log.csv')) > 0, s
     assert 'EB epoch' in r.stdout and 'training FLOPs' in r.stdout
+    assert res['ns_acc'] is not None and res['train_flops_ns'] > res['train_flops_eb'] > 0   # NS on the same schedule
+    assert ' NS ' in r.stdout.split('training FLOPs')[1].splitlines()[0] and 'dense' in r.stdout
+    assert len(read_log(stage(out, 'ns-finetune') / 'log.csv')) == 3
     # a second run of a finished configuration trains nothing and reports the same numbers
-    again = eb_study(*QUICK, '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
+    again = eb_study(*QUICK[:-1], '--epochs', 8, '--retrain_epochs', 3, '--threshold', 0.2, '--out', out)
     assert results(again.stdout) == res and again.stdout == r.stdout
 
 

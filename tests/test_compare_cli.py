@@ -1,0 +1,40 @@
+"""End-to-end runs of `eb-study compare` (Table 2) in fresh processes: results.csv, the table, reuse, bad input."""
+import pandas as pd
+import pytest
+
+from conftest import run_script
+
+# A small, quick configuration: eighth-width VGG-11 on the offline digits data, 3 epochs.
+QUICK = ['--arch', 'vgg11', '--width', '0.125', '--epochs', '3', '--threshold', '0.3', '--length', '2', '--quiet']
+
+
+def compare(*args, check=True): return run_script('eb-study', 'compare', *args, check=check)
+
+
+def test_writes_results_and_the_table(tmp_path):
+    out = tmp_path / 'runs'
+    r = compare(*QUICK, '--methods', 'eb,ns,lt,snip,thinet', '--ratios', '0.5', '--seeds', '0', '--out', out)
+    df = pd.read_csv(out / 'results.csv')
+    for col in ('method', 'ratio', 'seed', 'acc', 'train_flops', 'train_flops_sparse', 'wall_s', 'energy_j'):
+        assert col in df.columns, col
+    assert list(df.method) == ['eb', 'ns', 'lt', 'snip', 'thinet'] and set(df.ratio) == {0.5} and set(df.seed) == {0}
+    assert df.acc.between(0, 1).all() and df.energy_j.isna().all()            # CPU: energy not measured, left empty
+    lt, snip = (df.set_index('method').loc[m] for m in ('lt', 'snip'))
+    assert lt.train_flops == 2 * snip.train_flops and lt.train_flops_sparse < lt.train_flops
+    assert 'improvement' in r.stdout and 'acc % (min–max)' in r.stdout and 'a fresh schedule' in r.stdout
+    again = compare(*QUICK, '--methods', 'eb,ns,lt,snip,thinet', '--ratios', '0.5', '--seeds', '0', '--out', out)
+    pd.testing.assert_frame_equal(pd.read_csv(out / 'results.csv'), df)     # every stage read, none retrained
+    assert again.stdout.splitlines()[-1] == r.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--methods', 'eb,slimming'], "unknown method 'slimming'"),
+    (['--ratios', '0.5,1.0'], 'ratio must be in (0, 1)'),
+    (['--seeds', '0;1'], 'comma-separated'),
+    (['--arch', 'vgg7'], "unknown model 'vgg7'"),
+    (['--dataset', '/no/such/file.npz'], '/no/such/file.npz'),
+])
+def test_bad_input_stops_with_a_clear_message(tmp_path, args, message):
+    r = compare(*QUICK, *args, '--out', tmp_path / 'runs', check=False)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert message in r.stderr and 'Traceback' not in r.stderr, r.stderr
