@@ -50,9 +50,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls,
         if conv is None: group.add_argument('--' + f.name.replace('_', '-'), action=argparse.BooleanOptionalAction, **kw)
         else: group.add_argument('--' + f.name.replace('_', '-'), type=conv, metavar=f.name.upper(), **kw)
 
-def from_options(cls, ns: argparse.Namespace):
-    "An instance of dataclass `cls` from the parsed options `ns` (the values of those of its fields that are options)."
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})
+def from_options(cls, ns: argparse.Namespace, skip=()):
+    "An instance of dataclass `cls` from the parsed options `ns`; the fields in `skip` keep their defaults."
+    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if f.name not in skip})
 
 # %% ../nbs/10_cli.ipynb #5e0abe27
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p = arg_parser(name, prog)
     ns = p.parse_args([_spelling(str(a)) for a in argv])
     classes, func, _ = COMMANDS[name]
-    try: func(*(from_options(c, ns) for c in classes), out=ns.out, device=ns.device, quiet=ns.quiet, download=ns.download)
+    try: func(*(from_options(c, ns, SKIP.get((name, c), ())) for c in classes), out=ns.out, device=ns.device,
+              quiet=ns.quiet, download=ns.download)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
