@@ -31,7 +31,9 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
     install_requires=shlex.split(cfg.get('requirements', '')),
-    extras_require={'dev': shlex.split(cfg.get('dev_requirements', ''))},
+    extras_require={'dev': shlex.split(cfg.get('dev_requirements', '')),
+                    'lightning': shlex.split(cfg.get('lightning_requirements', '')),  # eb_study.integrations.lightning
+                    'hf': shlex.split(cfg.get('hf_requirements', ''))},  # eb_study.integrations.hf
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
