@@ -6,10 +6,10 @@
 from __future__ import annotations
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
-from transformers.utils import logging
+from transformers.utils import logging as hf_logging
 from .core import EarlyBirdHooks, eb_state_to_json, eb_state_from_json
 
-logger = logging.get_logger(__name__)
+logger = hf_logging.get_logger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'EarlyBirdCallback']
