@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-import importlib, inspect, json, re, tempfile, types
+import importlib, inspect, json, re, sys, tempfile, types
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -112,6 +112,8 @@ def api_page(module:str, nb_page:str | None) -> str:
     "Markdown reference of `eb_study.module`: each name of its `__all__`, rendered from docstrings and docments."
     from fastcore.docments import MarkdownRenderer
     mod = importlib.import_module(f'{LIB}.{module}')
+    if NBS.parent not in Path(mod.__file__).resolve().parents:
+        log.warning(f'{mod.__name__} is imported from {mod.__file__}, not from this repository {NBS.parent}')
     names = getattr(mod, '__all__', None)
     if names is None: raise ValueError(f'{LIB}.{module} has no __all__: export it with nbdev')
     md = [f'# {LIB}.{module}\n']
@@ -138,6 +140,7 @@ def api_page(module:str, nb_page:str | None) -> str:
 def on_config(config):
     "Stage the processed notebooks and write the navigation: Home, the notebooks, the API reference."
     global _stage
+    if str(NBS.parent) not in sys.path: sys.path.insert(0, str(NBS.parent))  # document this clone's package
     if _stage is not None: _stage.cleanup()
     _stage = tempfile.TemporaryDirectory(prefix='eb_study_site_')
     nbs = [(p, json.loads(p.read_text(encoding='utf-8'))) for p in notebooks()]

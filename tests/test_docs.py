@@ -91,7 +91,7 @@ def _nb_json(stem:str) -> dict: return json.loads((NBS / f'{stem}.ipynb').read_t
 def _shown_images(stem:str) -> int:
     "Image outputs of the notebook's cells that the site shows (after nbdev's directives)."
     cells = hooks.process(_nb_json(stem), {})['cells']
-    return sum('image/png' in o.get('data', {}) for c in cells for o in c.get('outputs', []))
+    return sum(any(k.startswith('image/') for k in o.get('data', {})) for c in cells for o in c.get('outputs', []))
 
 def test_front_page(browser):
     page, errors = _open(browser, 'index.html')
