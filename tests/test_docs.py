@@ -56,10 +56,11 @@ def site(tmp_path_factory) -> Path:
     return out
 
 @pytest.fixture(scope='module')
-def browser(site):
-    "A headless Chromium page factory on the site served by a local http.server: yields (url, new_page)."
+def browser(request):
+    "Headless Chromium and the site served by a local http.server: yields (site URL, browser)."
     if not Path(CHROMIUM).exists(): pytest.skip(f'no Chromium at {CHROMIUM} (apt-get install chromium)')
     sync_api = pytest.importorskip('playwright.sync_api')
+    site = request.getfixturevalue('site')  # built only once the browser is known to be there
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
