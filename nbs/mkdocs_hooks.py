@@ -22,7 +22,8 @@ from mkdocs.structure.files import File
 log = get_plugin_logger('eb_study')
 NBS = Path(__file__).resolve().parent
 LIB = 'eb_study'
-_stage: tempfile.TemporaryDirectory | None = None
+_stage: tempfile.TemporaryDirectory | None = None  # the processed notebooks, for one build
+_modules: list[tuple[str, str]] = []                # (module, notebook file) pairs, in notebook order
 
 # ---------------------------------------------------------------- notebooks
 def notebooks(path:Path=NBS) -> list[Path]:
@@ -139,7 +140,7 @@ def api_page(module:str, nb_page:str | None) -> str:
 # ---------------------------------------------------------------- mkdocs events
 def on_config(config):
     "Stage the processed notebooks and write the navigation: Home, the notebooks, the API reference."
-    global _stage
+    global _stage, _modules
     if str(NBS.parent) not in sys.path: sys.path.insert(0, str(NBS.parent))  # document this clone's package
     if _stage is not None: _stage.cleanup()
     _stage = tempfile.TemporaryDirectory(prefix='eb_study_site_')
@@ -149,7 +150,7 @@ def on_config(config):
     pages = {p.stem: f'{p.stem}.html' for p, _ in nbs} | {f'{LIB}.{m}': f'api/{m}.html' for _, m in mods}
     for p, nb in nbs:
         (Path(_stage.name) / p.name).write_text(json.dumps(process(nb, pages), indent=1), encoding='utf-8')
-    config['extra']['eb_study_api'] = [(m, p.name) for p, m in mods]
+    _modules = [(m, p.name) for p, m in mods]
     config['nav'] = [{'Home': 'index.ipynb'},
                      {'Notebooks': [{title_of(nb, p.stem): p.name} for p, nb in nbs[1:]]},
                      {'API reference': ['api/index.md'] + [{f'{LIB}.{m}': f'api/{m}.md'} for _, m in mods]}]
@@ -160,10 +161,9 @@ def on_files(files, config):
     "Add the staged notebooks and the generated API pages to the site's files."
     for p in sorted(Path(_stage.name).glob('*.ipynb')):
         files.append(File(p.name, _stage.name, config['site_dir'], config['use_directory_urls']))
-    mods = config['extra']['eb_study_api']
     index = ['# API reference\n', f'Generated from the docstrings and docments comments of the `{LIB}` modules.\n',
              '| module | notebook |', '|---|---|']
-    for m, nb in mods:
+    for m, nb in _modules:
         files.append(File.generated(config, f'api/{m}.md', content=api_page(m, nb)))
         index.append(f'| [{LIB}.{m}]({m}.md) | [{Path(nb).stem}](../{nb}) |')
     files.append(File.generated(config, 'api/index.md', content='\n'.join(index) + '\n'))
@@ -179,12 +179,13 @@ def headings_toc(html:str) -> tuple[str, list[dict]]:
     def sub(m):
         level, hid = int(m.group(1)), m.group(3)
         n = seen.get(hid, 0); seen[hid] = n + 1
-        if n: hid = f'{hid}_{n}'
-        name = re.sub(r'<[^>]+>', '', m.group(5)).replace('\u00b6', '').strip()
+        body = m.group(5)
+        if n: hid, body = f'{hid}_{n}', body.replace(f'href="#{hid}"', f'href="#{hid}_{n}"')  # its ¶ link too
+        name = re.sub(r'<[^>]+>', '', body).replace('\u00b6', '').strip()
         tok = {'level': level, 'id': hid, 'name': name, 'children': []}
         while stack and stack[-1]['level'] >= level: stack.pop()
         (stack[-1]['children'] if stack else tokens).append(tok); stack.append(tok)
-        return f'<h{m.group(1)}{m.group(2)}id="{hid}"{m.group(4)}>{m.group(5)}</h{m.group(1)}>'
+        return f'<h{m.group(1)}{m.group(2)}id="{hid}"{m.group(4)}>{body}</h{m.group(1)}>'
     return _re_heading.sub(sub, html), tokens
 
 def on_page_content(html, page, config, files):
@@ -244,5 +245,6 @@ def on_post_build(config):
     log.info(f'checked the links of {len(list(site.rglob("*.html")))} pages: {len(problems)} problems')
 
 def on_shutdown():
+    "Remove the staged notebooks."
     global _stage
     if _stage is not None: _stage.cleanup(); _stage = None

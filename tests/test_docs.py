@@ -136,7 +136,8 @@ def test_study_page(browser):
 def test_search(browser):
     "The search box finds an exported function and links to its API page."
     page, errors = _open(browser, 'index.html')
-    page.fill('input.md-search__input', 'mask_from_scores')
+    page.click('input.md-search__input')
+    page.keyboard.type('mask_from_scores')  # typed as a user does: the search box reacts to key events
     hit = page.locator('.md-search-result__item a').first
     hit.wait_for(timeout=15_000)
     assert 'api/masking.html' in hit.get_attribute('href')
