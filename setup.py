@@ -33,7 +33,8 @@ setuptools.setup(
     install_requires=shlex.split(cfg.get('requirements', '')),
     extras_require={'dev': shlex.split(cfg.get('dev_requirements', '')),
                     'lightning': shlex.split(cfg.get('lightning_requirements', '')),  # eb_study.integrations.lightning
-                    'hf': shlex.split(cfg.get('hf_requirements', ''))},  # eb_study.integrations.hf
+                    'hf': shlex.split(cfg.get('hf_requirements', '')),  # eb_study.integrations.hf
+                    'docs': shlex.split(cfg.get('docs_requirements', ''))},  # the documentation site
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
