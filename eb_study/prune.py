@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn, Tensor
 from torch.utils.flop_counter import FlopCounterMode
-from .masking import Mask, check_mask, bn_scales, mask_from_scores
+from .masking import Mask, check_mask, channel_scores, expand_mask, mask_from_scores
 from .depgraph import prune_graph, group_mask
 from .models import VGG, PreResNet, Bottleneck, ChannelSelection, build_model
 
@@ -102,13 +102,13 @@ def training_flops(model: nn.Module, input_size: tuple = (1, 3, 32, 32)) -> int:
     with FlopCounterMode(display=False) as counter: net.train()(x).sum().backward()
     return counter.get_total_flops()
 
-# %% ../nbs/05_prune.ipynb #0aa89f4a
+# %% ../nbs/05_prune.ipynb #b8492dcc
 def effective_mask(model: nn.Module, mask: Mask) -> Mask:
     "The channels `prune_channels(model, mask)` keeps: `mask` itself for VGG and PreResNet, else its group-consistent `group_mask`."
     mask = check_mask(mask, model)
     return mask if isinstance(model, (VGG, PreResNet)) else group_mask(model, mask)
 
-# %% ../nbs/05_prune.ipynb #48a375e8
+# %% ../nbs/05_prune.ipynb #3797e757
 def budget_mask(model: nn.Module,  # a network `prune_channels` handles
                 flops: int | None = None,  # most FLOPs the pruned network may have (`count_flops` on `input_size`)
                 params: int | None = None,  # most parameters it may have (`count_params`)
@@ -116,9 +116,9 @@ def budget_mask(model: nn.Module,  # a network `prune_channels` handles
                ) -> Mask:
     "The |γ| mask pruning the fewest channels whose pruned network has at most `flops` FLOPs and `params` parameters."
     if flops is None and params is None: raise ValueError("budget_mask needs a budget: flops, params or both")
-    scales = bn_scales(model)
-    n = sum(s.numel() for s in scales.values())
-    def mask_at(k: int) -> Mask: return mask_from_scores(scales, k / n)
+    scores = channel_scores(model)  # one entry per BN channel, or per shared channel of coupled layers
+    n = sum(s.numel() for s in scores.values())
+    def mask_at(k: int) -> Mask: return expand_mask(mask_from_scores(scores, k / n), model)
     def cost(k: int) -> tuple[int, int]:
         net = prune_channels(model, mask_at(k))
         return count_flops(net, input_size), count_params(net)
