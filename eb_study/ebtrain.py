@@ -12,9 +12,9 @@ from .cost import bitops, stage_hooks
 from .data import load_data, get_loaders
 from .detector import EarlyBird
 from .lowprec import LPConfig
-from .masking import bn_scales, channel_mask, flatten_mask, round_mask
+from .masking import bn_scales, channel_mask, channel_scores, expand_mask, flatten_mask, round_mask
 from .models import get_model, build_model, save_model, load_model, MODELS
-from .prune import count_params, count_flops, training_flops
+from .prune import count_params, count_flops, training_flops, effective_mask
 from .retrain import make_ticket, INITS
 from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage_spec, stage_dir
 from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
@@ -29,7 +29,7 @@ __all__ = ['COMMON_FIELDS', 'STAGE_FIELDS', 'EBConfig', 'stage_dirs', 'EBSearch'
 class EBConfig:
     "One EB Train run: data and model, the training schedule, the EB search, the ticket and its retraining."
     dataset: str = 'digits'  # 'digits' (offline), 'cifar10', 'cifar100', a .npz file or an image folder
-    arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`: vgg11/13/16/19, preresnet20/56/101/164
+    arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`: vgg11/13/16/19, preresnet20/56/101/164, or torchvision's resnet18, mobilenet_v2, ...
     width: float = 0.25  # channel width multiplier
     seed: int = 0  # fixes initialisation, data order and therefore masks
     epochs: int = 40  # dense schedule length: the search budget and the dense baseline
@@ -169,7 +169,8 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
     if (d / 'result.json').exists(): return load_json(d / 'result.json')
     ck = load_checkpoint(ticket or search_dir / f'eb_ticket_p{cfg.ratio:g}.pt')
     dense = build_model(ck['config']); dense.load_state_dict(ck['model'])
-    mask = round_mask(ck['mask'], bn_scales(dense), cfg.round_to)
+    mask, scores = effective_mask(dense, ck['mask']), channel_scores(dense)  # coupled layers share one decision per channel
+    mask = expand_mask(round_mask({k: mask[k] for k in scores}, scores, cfg.round_to), dense)
     ticket = make_ticket(dense, mask, cfg.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=cfg.seed + 1)
     save_model(ticket, d / 'ticket.pt')
     save_checkpoint(mask, d / 'mask.pt')

@@ -10,7 +10,8 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'check_ratio',
-           'mask_from_scores', 'round_mask', 'channel_mask', 'reference_mask', 'add_bn_l1_grad', 'apply_mask']
+           'mask_from_scores', 'round_mask', 'channel_scores', 'expand_mask', 'channel_mask', 'reference_mask',
+           'add_bn_l1_grad', 'apply_mask']
 
 # %% ../nbs/00_masking.ipynb #0b534f08
 Mask = dict[str, Tensor]  # BN-layer name -> bool tensor, True = channel kept
@@ -125,11 +126,25 @@ def round_mask(mask: Mask,  # per-layer keep-masks
     return out
 
 # %% ../nbs/00_masking.ipynb #fe74a0ae
+def channel_scores(model: nn.Module) -> dict[str, Tensor]:
+    "|γ| of each prunable channel of `model`, by BN layer; layers in `model.channel_groups` share channels, scored by their largest |γ|."
+    scales = bn_scales(model)
+    groups = getattr(model, 'channel_groups', None) or [[n] for n in scales]
+    if sorted(n for g in groups for n in g) != sorted(scales):
+        raise ValueError(f"channel_groups of {type(model).__name__} do not list each BN layer once")
+    return {g[0]: torch.stack([scales[n] for n in g]).amax(0) for g in groups}
+
+def expand_mask(mask: Mask, model: nn.Module) -> Mask:
+    "The per-BN-layer mask of `model` from `mask` over `channel_scores`' keys (one entry per group of shared channels)."
+    groups = getattr(model, 'channel_groups', None) or [[n] for n in bn_layers(model)]
+    out = {n: mask[g[0]] for g in groups for n in g}
+    return {n: out[n] for n in bn_layers(model)}
+
 def channel_mask(model: nn.Module,  # a network with BatchNorm layers
                  ratio: float,  # fraction of all BN channels to prune, in [0, 1)
                 ) -> Mask:
     "Network-slimming channel mask of `model`: prune the `round(ratio·N)` channels with the smallest |γ| globally."
-    return mask_from_scores(bn_scales(model), ratio)
+    return expand_mask(mask_from_scores(channel_scores(model), ratio), model)
 
 # %% ../nbs/00_masking.ipynb #638bdb42
 def reference_mask(model: nn.Module, ratio: float) -> Mask:

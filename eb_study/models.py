@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 from .store import save_checkpoint, load_checkpoint
+from .depgraph import TORCHVISION, torchvision_net
 
 # %% auto #0
 __all__ = ['VGG_CFGS', 'BUILDERS', 'MODELS', 'vgg_cfg', 'VGG', 'vgg', 'ChannelSelection', 'Bottleneck', 'preresnet_blocks',
@@ -185,7 +186,7 @@ def seeded(seed: int | None):
         torch.manual_seed(seed); yield
 
 # %% ../nbs/03_models.ipynb #ddd07096
-BUILDERS = {'vgg': vgg, 'preresnet': preresnet}
+BUILDERS = {'vgg': vgg, 'preresnet': preresnet, **{n: partial(torchvision_net, n) for n in TORCHVISION}}
 
 def build_model(config: dict,  # a model's `.config`
                 seed: int | None = None,  # seed of the initialisation (`None`: torch's global generator)
@@ -198,9 +199,10 @@ def build_model(config: dict,  # a model's `.config`
 
 # %% ../nbs/03_models.ipynb #2a2a90d6
 MODELS = {**{f'vgg{d}': partial(vgg, d) for d in (11, 13, 16, 19)},
-          **{f'preresnet{d}': partial(preresnet, d) for d in (20, 56, 101, 164)}}
+          **{f'preresnet{d}': partial(preresnet, d) for d in (20, 56, 101, 164)},
+          **{n: partial(torchvision_net, n) for n in TORCHVISION}}  # torchvision's, CIFAR stem (`eb_study.depgraph`)
 
-def get_model(name: str,  # a key of `MODELS`, e.g. 'vgg16' or 'preresnet101'
+def get_model(name: str,  # a key of `MODELS`, e.g. 'vgg16', 'preresnet101' or 'resnet18'
               num_classes: int = 10,
               width: float = 1.0,  # channel multiplier
               seed: int | None = None,  # seed of the initialisation (`None`: torch's global generator)

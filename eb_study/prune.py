@@ -8,11 +8,12 @@ import copy
 import torch
 from torch import nn, Tensor
 from torch.utils.flop_counter import FlopCounterMode
-from .masking import Mask, check_mask
+from .masking import Mask, check_mask, channel_scores, expand_mask, mask_from_scores
+from .depgraph import prune_graph, group_mask
 from .models import VGG, PreResNet, Bottleneck, ChannelSelection, build_model
 
 # %% auto #0
-__all__ = ['prune_channels', 'count_params', 'count_flops', 'training_flops']
+__all__ = ['prune_channels', 'count_params', 'count_flops', 'training_flops', 'effective_mask', 'budget_mask']
 
 # %% ../nbs/05_prune.ipynb #37c47680
 def _kept(keep: Tensor) -> Tensor:
@@ -67,14 +68,14 @@ def _preresnet_plan(model: PreResNet, mask: Mask) -> tuple[dict, dict]:
     return {**model.config, 'cfg': cfg, 'select': select}, plan
 
 # %% ../nbs/05_prune.ipynb #be6ce27e
-def prune_channels(model: nn.Module,  # a `VGG` or `PreResNet` (pruned or not)
+def prune_channels(model: nn.Module,  # a `VGG`, a `PreResNet` (pruned or not), or any CNN whose BN layers follow convs
                    mask: Mask,  # channel mask of `model`, e.g. `channel_mask(model, 0.5)`
                   ) -> nn.Module:
     "A new, smaller model of `model`'s class with only the channels `mask` keeps, and their weights."
     mask = {n: m.cpu() for n, m in check_mask(mask, model).items()}
     if isinstance(model, VGG): config, plan = _vgg_plan(model, mask)
     elif isinstance(model, PreResNet): config, plan = _preresnet_plan(model, mask)
-    else: raise TypeError(f"prune_channels handles VGG and PreResNet models, not {type(model).__name__}")
+    else: return prune_graph(model, mask)  # coupled layers reconciled: see `effective_mask`
     p = next(model.parameters())
     return _transplant(model, build_model(config).to(p.device, p.dtype), plan).train(model.training)
 
@@ -100,3 +101,35 @@ def training_flops(model: nn.Module, input_size: tuple = (1, 3, 32, 32)) -> int:
     net, x = _probe(model, input_size)
     with FlopCounterMode(display=False) as counter: net.train()(x).sum().backward()
     return counter.get_total_flops()
+
+# %% ../nbs/05_prune.ipynb #b8492dcc
+def effective_mask(model: nn.Module, mask: Mask) -> Mask:
+    "The channels `prune_channels(model, mask)` keeps: `mask` itself for VGG and PreResNet, else its group-consistent `group_mask`."
+    mask = check_mask(mask, model)
+    return mask if isinstance(model, (VGG, PreResNet)) else group_mask(model, mask)
+
+# %% ../nbs/05_prune.ipynb #3797e757
+def budget_mask(model: nn.Module,  # a network `prune_channels` handles
+                flops: int | None = None,  # most FLOPs the pruned network may have (`count_flops` on `input_size`)
+                params: int | None = None,  # most parameters it may have (`count_params`)
+                input_size: tuple = (1, 3, 32, 32),
+               ) -> Mask:
+    "The |γ| mask pruning the fewest channels whose pruned network has at most `flops` FLOPs and `params` parameters."
+    if flops is None and params is None: raise ValueError("budget_mask needs a budget: flops, params or both")
+    scores = channel_scores(model)  # one entry per BN channel, or per shared channel of coupled layers
+    n = sum(s.numel() for s in scores.values())
+    def mask_at(k: int) -> Mask: return expand_mask(mask_from_scores(scores, k / n), model)
+    def cost(k: int) -> tuple[int, int]:
+        net = prune_channels(model, mask_at(k))
+        return count_flops(net, input_size), count_params(net)
+    def fits(k: int) -> bool:
+        f, p = cost(k)
+        return (flops is None or f <= flops) and (params is None or p <= params)
+    lo, hi = 0, n - 1  # k = n-1 prunes as much as a mask can (each layer keeps a channel)
+    if not fits(hi): raise ValueError(f"budget too small: pruning all but one channel per layer leaves (FLOPs, params) = {cost(hi)}")
+    if fits(lo): return mask_at(lo)
+    while hi - lo > 1:  # invariant: k = lo misses the budget, k = hi meets it
+        mid = (lo + hi) // 2
+        if fits(mid): hi = mid
+        else: lo = mid
+    return mask_at(hi)
