@@ -239,7 +239,7 @@ def table2(df: pd.DataFrame, eb: str = 'eb') -> pd.DataFrame:
                       'wall s': g.wall_s.mean().map(lambda v: f'{v:.1f}'),
                       'energy kJ': (g.energy_j.mean() / 1000).map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')})
     t = t.reindex(pd.MultiIndex.from_product([order, sorted(df.ratio.unique())], names=['method', 'ratio'])).dropna(how='all')
-    t = t.astype(object)
+    t = t.assign(seeds=t.seeds.astype(int)).astype(object)
     base = [m for m in ('ns', 'lt', 'snip', 'thinet') if m in order]
     if eb in order and base:
         for r in sorted(df.ratio.unique()):
