@@ -188,10 +188,17 @@ def headings_toc(html:str) -> tuple[str, list[dict]]:
         return f'<h{m.group(1)}{m.group(2)}id="{hid}"{m.group(4)}>{body}</h{m.group(1)}>'
     return _re_heading.sub(sub, html), tokens
 
+_re_nblink = re.compile(r'href="([\w.-]+)\.ipynb(#[^"]*)?"')
+
+def nb_links(html:str, names) -> str:
+    "Markdown links between notebooks (`[x](x.ipynb)`, which work on GitHub and in Jupyter) pointed at their pages."
+    return _re_nblink.sub(lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"' if m.group(1) in names else m.group(0), html)
+
 def on_page_content(html, page, config, files):
-    "Notebook pages: no MathJax loader (math is MathML; nothing loads from the network); a TOC from the page's ids."
+    "Notebook pages: links between notebooks to pages; no MathJax loader (math is MathML); a TOC from the page's ids."
     if not page.file.src_uri.endswith('.ipynb'): return html
     from mkdocs.structure.toc import get_toc
+    html = nb_links(html, {p.stem for p in NBS.glob('*.ipynb')})
     html, tokens = headings_toc(_re_mathjax.sub('', html))
     page.toc = get_toc(tokens)
     return html

@@ -32,6 +32,11 @@ def test_process_directives():
     md = cells[1]['source']
     assert '[`00_masking`](00_masking.html)' in md and '`x`' in md and '<math' in md and '`$p$`' in md
 
+def test_links_between_notebooks_point_at_pages():
+    html = '<a href="16a_lightning.ipynb">x</a> <a href="16b_hf.ipynb#resume">y</a> <a href="other.ipynb">z</a>'
+    assert hooks.nb_links(html, {'16a_lightning', '16b_hf'}) == \
+        '<a href="16a_lightning.html">x</a> <a href="16b_hf.html#resume">y</a> <a href="other.ipynb">z</a>'
+
 def test_check_site_finds_broken_links(tmp_path):
     "The link checker reports a missing page, a missing anchor and a script from the network, and passes good links."
     (tmp_path / 'a.html').write_text('<h1 id="top">A</h1><a href="b.html#sec">ok</a><a href="#top">ok</a>')
