@@ -15,8 +15,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['NPZ_KEYS', 'IMAGE_SUFFIXES', 'DATASETS', 'SUBSET_NAME', 'channel_stats', 'ImageData', 'digits_data', 'data_root',
-           'cifar_data', 'npz_data', 'folder_data', 'load_data', 'cifar10_subset', 'crop_flip', 'DeviceLoader',
-           'get_loaders']
+           'cifar_data', 'npz_data', 'folder_data', 'load_data', 'cifar10_subset', 'head_npz', 'crop_flip',
+           'DeviceLoader', 'get_loaders']
 
 # %% ../nbs/04_data.ipynb #ab3e8a66
 def channel_stats(x: Tensor,  # uint8 images N×C×H×W
@@ -179,6 +179,17 @@ def cifar10_subset(start: str | os.PathLike | None = None,  # where to start loo
     here = Path(start or Path.cwd()).resolve()
     return next((d / 'shared' / 'data' / SUBSET_NAME for d in (here, *here.parents)
                  if (d / 'shared' / 'data' / SUBSET_NAME).is_file()), None)
+
+# %% ../nbs/04_data.ipynb #0a52557a
+def head_npz(dataset: str,  # anything `load_data` reads
+             path: str | os.PathLike,  # the `.npz` file to write
+             n_train: int, n_test: int,  # how many of the first training and test images to keep
+            ) -> Path:
+    "Write the first `n_train` training and `n_test` test images of `dataset` to the `.npz` file `path`."
+    d = load_data(dataset)
+    np.savez(path, x_train=d.x_train[:n_train].numpy(), y_train=d.y_train[:n_train].numpy(),
+             x_test=d.x_test[:n_test].numpy(), y_test=d.y_test[:n_test].numpy())
+    return Path(path)
 
 # %% ../nbs/04_data.ipynb #21754d9e
 def crop_flip(x: Tensor,  # images B×C×H×W (any dtype)
