@@ -180,7 +180,7 @@ def cifar10_subset(start: str | os.PathLike | None = None,  # where to start loo
     return next((d / 'shared' / 'data' / SUBSET_NAME for d in (here, *here.parents)
                  if (d / 'shared' / 'data' / SUBSET_NAME).is_file()), None)
 
-# %% ../nbs/04_data.ipynb #0a52557a
+# %% ../nbs/04_data.ipynb #78cc9818
 def head_npz(dataset: str,  # anything `load_data` reads
              path: str | os.PathLike,  # the `.npz` file to write
              n_train: int, n_test: int,  # how many of the first training and test images to keep
