@@ -170,7 +170,8 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
     ck = load_checkpoint(ticket or search_dir / f'eb_ticket_p{cfg.ratio:g}.pt')
     dense = build_model(ck['config']); dense.load_state_dict(ck['model'])
     mask, scores = effective_mask(dense, ck['mask']), channel_scores(dense)  # coupled layers share one decision per channel
-    mask = expand_mask(round_mask({k: mask[k] for k in scores}, scores, cfg.round_to), dense)
+    plain = [k for k in scores if k not in getattr(dense, 'channel_blocks', {})]  # a grouped conv's blocks stay even: not rounded
+    mask = expand_mask({**mask, **round_mask({k: mask[k] for k in plain}, {k: scores[k] for k in plain}, cfg.round_to)}, dense)
     ticket = make_ticket(dense, mask, cfg.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=cfg.seed + 1)
     save_model(ticket, d / 'ticket.pt')
     save_checkpoint(mask, d / 'mask.pt')

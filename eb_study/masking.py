@@ -10,8 +10,8 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'check_ratio',
-           'mask_from_scores', 'round_mask', 'channel_scores', 'expand_mask', 'channel_mask', 'reference_mask',
-           'add_bn_l1_grad', 'apply_mask']
+           'mask_from_scores', 'round_mask', 'channel_scores', 'expand_mask', 'even_blocks', 'channel_mask',
+           'reference_mask', 'add_bn_l1_grad', 'apply_mask']
 
 # %% ../nbs/00_masking.ipynb #0b534f08
 Mask = dict[str, Tensor]  # BN-layer name -> bool tensor, True = channel kept
@@ -65,16 +65,33 @@ def _protected(s: Tensor, k: int) -> Tensor:
     "Flat indices of the `k` highest entries of `s` (the first ones among ties)."
     return torch.sort(s.reshape(-1), descending=True, stable=True).indices[:k]
 
-def _rank_prune(scores: list[Tensor], n_prune: int, min_keep: int) -> Tensor:
-    "Flat keep-vector over the concatenated `scores`: the `n_prune` lowest go, each tensor keeps its `min_keep` best."
+def _rank_prune(scores: list[Tensor], n_prune: int, min_keep: int | list[int], weights: list[int] | None = None) -> Tensor:
+    "Flat keep-vector over the concatenated `scores`: the `n_prune` lowest go, tensor i keeps its `min_keep[i]` best; an entry of tensor i counts `weights[i]`."
     keys, start = torch.cat([s.reshape(-1) for s in scores]).double(), 0
-    for s in scores:
-        keys[start + _protected(s, min_keep)] = float('inf')
+    min_keep = [min_keep] * len(scores) if isinstance(min_keep, int) else min_keep
+    for s, k in zip(scores, min_keep):
+        keys[start + _protected(s, k)] = float('inf')
         start += s.numel()
-    n_prune = min(n_prune, keys.numel() - sum(min(min_keep, s.numel()) for s in scores))
-    keep = torch.ones(keys.numel(), dtype=torch.bool)
-    keep[torch.sort(keys, stable=True).indices[:n_prune]] = False
+    keep, order = torch.ones(keys.numel(), dtype=torch.bool), torch.sort(keys, stable=True).indices
+    if weights is None or all(w == 1 for w in weights):
+        n_prune = min(n_prune, keys.numel() - sum(min(k, s.numel()) for s, k in zip(scores, min_keep)))
+        keep[order[:n_prune]] = False
+        return keep
+    w = torch.cat([torch.full((s.numel(),), int(wi)) for s, wi in zip(scores, weights)]).tolist()
+    for i in order.tolist():  # lowest first; an entry too heavy for what is left is skipped, so at most n_prune go
+        if n_prune <= 0 or keys[i] == math.inf: break
+        if w[i] <= n_prune: keep[i], n_prune = False, n_prune - w[i]
     return keep
+
+def _slots(s: Tensor, b: int) -> tuple[Tensor, Tensor]:
+    "Scores `s` split into `b` equal blocks, each sorted best first: the mean score of each rank over the blocks, and the sort order."
+    m = s.reshape(b, -1)
+    order = torch.sort(m, dim=1, descending=True, stable=True).indices
+    return m.gather(1, order).mean(0), order
+
+def _unslot(keep: Tensor, order: Tensor) -> Tensor:
+    "The per-channel mask that keeps, in every block, the channels of the first `keep.sum()` ranks."
+    return torch.zeros_like(order, dtype=torch.bool).scatter_(1, order[:, :int(keep.sum())], True).reshape(-1)
 
 def check_ratio(ratio, where: str = '') -> float:
     "`ratio` as a float in [0, 1), or a `ValueError` naming it."
@@ -88,23 +105,32 @@ def mask_from_scores(scores: dict[str, Tensor],  # layer name -> scores (any sha
                      ratio: float | dict[str, float],  # fraction to prune, in [0, 1); per layer (a dict) with scope='layer'
                      scope: str = 'global',  # 'global': one ranking over all layers; 'layer': each layer on its own
                      min_keep: int = 1,  # entries every layer keeps, whatever its scores
+                     blocks: dict[str, int] | None = None,  # layer -> equal consecutive blocks that must keep equally many (1-d scores)
                     ) -> Mask:
-    "The exact-count, deterministic, never-empty mask that prunes the lowest `scores`: `True` = kept, shaped like `scores`."
+    "The exact-count, deterministic, never-empty mask that prunes the lowest `scores`: `True` = kept, shaped like `scores` (with `blocks`, at most the count)."
     if scope not in ('global', 'layer'): raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
     if isinstance(min_keep, bool) or int(min_keep) != min_keep or min_keep < 1: raise ValueError(f"min_keep must be an integer >= 1, got {min_keep}")
     if not scores: raise ValueError("no scores to rank: the model has no prunable layer")
     for n, s in scores.items():
         if not torch.isfinite(s).all(): raise ValueError(f"scores of {n!r} hold NaN or inf")
     scores = {n: s.detach().float().cpu() for n, s in scores.items()}
+    blocks = {n: b for n, b in (blocks or {}).items() if b != 1}
+    for n, b in blocks.items():
+        if n not in scores: raise ValueError(f"blocks given for {n!r}, which has no scores")
+        if isinstance(b, bool) or int(b) != b or b < 1 or scores[n].dim() != 1 or scores[n].numel() % b:
+            raise ValueError(f"scores of {n!r} (shape {tuple(scores[n].shape)}) do not split into {b!r} equal blocks")
+    ranked = {n: _slots(s, int(blocks[n])) if n in blocks else (s, None) for n, s in scores.items()}  # a block layer ranks its slots
+    keeps = lambda n: max(min_keep, min(2, ranked[n][0].numel())) if n in blocks else min_keep  # a block keeps two (see the text)
+    unrank = lambda n, keep: keep.reshape(scores[n].shape) if ranked[n][1] is None else _unslot(keep, ranked[n][1])
     if scope == 'global':
         if isinstance(ratio, dict): raise ValueError("per-layer ratios need scope='layer'")
-        n = sum(s.numel() for s in scores.values())
-        flat = _rank_prune(list(scores.values()), round(check_ratio(ratio) * n), min_keep)
-        return {k: m.reshape(s.shape) for (k, s), m in zip(scores.items(), flat.split([s.numel() for s in scores.values()]))}
+        n, units = sum(s.numel() for s in scores.values()), [r[0] for r in ranked.values()]
+        flat = _rank_prune(units, round(check_ratio(ratio) * n), [keeps(k) for k in scores], [blocks.get(k, 1) for k in scores])
+        return {k: unrank(k, m) for k, m in zip(scores, flat.split([u.numel() for u in units]))}
     rates = ratio if isinstance(ratio, dict) else dict.fromkeys(scores, ratio)
     if set(rates) - set(scores): raise ValueError(f"ratios given for {sorted(set(rates) - set(scores))}, which have no scores")
-    return {k: _rank_prune([s], round(check_ratio(rates.get(k, 0.0), f' for {k!r}') * s.numel()), min_keep).reshape(s.shape)
-            for k, s in scores.items()}
+    return {k: unrank(k, _rank_prune([ranked[k][0]], round(check_ratio(rates.get(k, 0.0), f' for {k!r}') * s.numel()), [keeps(k)],
+                                     [blocks.get(k, 1)])) for k, s in scores.items()}
 
 # %% ../nbs/00_masking.ipynb #0b1cfe1f
 def round_mask(mask: Mask,  # per-layer keep-masks
@@ -140,11 +166,28 @@ def expand_mask(mask: Mask, model: nn.Module) -> Mask:
     out = {n: mask[g[0]] for g in groups for n in g}
     return {n: out[n] for n in bn_layers(model)}
 
+def even_blocks(mask: Mask,  # per-layer keep-masks
+                scores: dict[str, Tensor],  # the scores the mask was drawn from, same layers and shapes
+                blocks: dict[str, int],  # layer -> number of equal consecutive blocks (a grouped conv's groups)
+               ) -> Mask:
+    "`mask` with every block of each layer in `blocks` keeping as many entries as its fullest block (and two at least), by next-highest scores."
+    out = dict(mask)
+    for n, b in blocks.items():
+        if n not in mask: raise ValueError(f"blocks given for {n!r}, which the mask does not have")
+        m, s = mask[n].bool().reshape(-1), scores[n].detach().double().cpu().reshape(-1)
+        if isinstance(b, bool) or int(b) != b or b < 1 or m.numel() % b:
+            raise ValueError(f"{n!r} has {m.numel()} entries, which do not split into {b!r} equal blocks")
+        m, s = m.reshape(int(b), -1), s.reshape(int(b), -1)
+        order = torch.sort(s.masked_fill(m, math.inf), dim=1, descending=True, stable=True).indices  # kept first
+        new = torch.zeros_like(m).scatter_(1, order[:, :max(int(m.sum(1).max()), min(2, m.shape[1]))], True)
+        out[n] = new.reshape(mask[n].shape)
+    return out
+
 def channel_mask(model: nn.Module,  # a network with BatchNorm layers
                  ratio: float,  # fraction of all BN channels to prune, in [0, 1)
                 ) -> Mask:
-    "Network-slimming channel mask of `model`: prune the `round(ratio·N)` channels with the smallest |γ| globally."
-    return expand_mask(mask_from_scores(channel_scores(model), ratio), model)
+    "Network-slimming channel mask of `model`: prune the `round(ratio·N)` channels with the smallest |γ| globally (`model.channel_blocks` evened)."
+    return expand_mask(mask_from_scores(channel_scores(model), ratio, blocks=getattr(model, 'channel_blocks', None)), model)
 
 # %% ../nbs/00_masking.ipynb #638bdb42
 def reference_mask(model: nn.Module, ratio: float) -> Mask:

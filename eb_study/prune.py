@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn, Tensor
 from torch.utils.flop_counter import FlopCounterMode
-from .masking import Mask, check_mask, channel_scores, expand_mask, mask_from_scores
+from .masking import Mask, check_mask, channel_mask, channel_scores
 from .depgraph import prune_graph, group_mask
 from .models import VGG, PreResNet, Bottleneck, ChannelSelection, build_model
 
@@ -118,7 +118,7 @@ def budget_mask(model: nn.Module,  # a network `prune_channels` handles
     if flops is None and params is None: raise ValueError("budget_mask needs a budget: flops, params or both")
     scores = channel_scores(model)  # one entry per BN channel, or per shared channel of coupled layers
     n = sum(s.numel() for s in scores.values())
-    def mask_at(k: int) -> Mask: return expand_mask(mask_from_scores(scores, k / n), model)
+    def mask_at(k: int) -> Mask: return channel_mask(model, k / n)
     def cost(k: int) -> tuple[int, int]:
         net = prune_channels(model, mask_at(k))
         return count_flops(net, input_size), count_params(net)
