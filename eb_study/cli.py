@@ -4,12 +4,14 @@
 
 # %% ../nbs/10_cli.ipynb #60d4437f
 from __future__ import annotations
-import argparse, dataclasses, sys, types, typing
+import argparse, dataclasses, os, sys, types, typing
 from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train
 from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder, report
 from .compare import CompareGrid, GRID_FIELDS, compare, table2
+from .dist import init_distributed, is_main
+from .train import resolve_device
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SKIP', 'add_dataclass_options', 'from_options', 'summary', 'train_command', 'rethink_command',
@@ -140,7 +142,7 @@ def summary(res: dict) -> str:
 def train_command(cfg: EBConfig, out=None, device='auto', quiet=False, download=False) -> dict:
     "Run EB Train for `cfg` and print its summary."
     res = eb_train(cfg, out, device=device, progress=not quiet and sys.stderr.isatty(), download=download)
-    print(summary(res))
+    if is_main(): print(summary(res))  # one summary for a run on several processes
     return res
 
 def rethink_command(cfg: RethinkConfig, grid: RethinkGrid, out=None, device='auto', quiet=False, download=False):
@@ -186,8 +188,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p = arg_parser(name, prog)
     ns = p.parse_args([_spelling(str(a)) for a in argv])
     classes, func, _ = COMMANDS[name]
-    try: func(*(from_options(c, ns, SKIP.get((name, c), ())) for c in classes), out=ns.out, device=ns.device,
-              quiet=ns.quiet, download=ns.download)
+    try:
+        if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # started by torchrun: one run on several processes (`eb_study.dist`)
+            if name != 'train': raise ValueError(f"only 'eb-study train' runs on several processes, not 'eb-study {name}'")
+            init_distributed(resolve_device(ns.device))
+        func(*(from_options(c, ns, SKIP.get((name, c), ())) for c in classes), out=ns.out, device=ns.device,
+             quiet=ns.quiet, download=ns.download)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         sys.exit(2)

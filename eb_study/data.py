@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from .dist import rank, world_size
 
 # %% auto #0
 __all__ = ['NPZ_KEYS', 'IMAGE_SUFFIXES', 'DATASETS', 'SUBSET_NAME', 'channel_stats', 'ImageData', 'digits_data', 'data_root',
@@ -226,7 +227,8 @@ class DeviceLoader:
                  seed: int = 0,  # with the epoch, fixes all randomness of that epoch
                  drop_last: bool = False,  # drop a final batch smaller than `batch_size`
                  channels_last: bool = False,  # yield x in channels-last memory format
-                 pad: int = 4):  # zero padding before the random crop
+                 pad: int = 4,  # zero padding before the random crop
+                 shard: tuple[int, int] | None = None):  # (rank, processes): this process's slice of each training batch; None: the process group's
         if x.dtype != torch.uint8 or x.ndim != 4: raise ValueError(f"x must be uint8 N×C×H×W, got {x.dtype} {tuple(x.shape)}")
         if y.shape != x.shape[:1]: raise ValueError(f"y has shape {tuple(y.shape)}, expected ({len(x)},)")
         if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -235,7 +237,7 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.x, self.y = x.to(self.device), y.to(self.device, torch.int64)
         self.batch_size, self.train, self.seed, self.drop_last = batch_size, train, seed, drop_last
-        self.channels_last, self.pad, self.epoch = channels_last, pad, 0
+        self.channels_last, self.pad, self.epoch, self.shard = channels_last, pad, 0, shard
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
 
@@ -255,12 +257,13 @@ class DeviceLoader:
             shift = torch.randint(0, 2 * self.pad + 1, (2, n), generator=g, device=dev)
             flip = torch.rand(n, generator=g, device=dev) < 0.5
         self.epoch += 1
+        r, w = (self.shard or (rank(), world_size())) if self.train else (0, 1)  # evaluation: every process sees everything
+        if self.batch_size % w: raise ValueError(f"batch_size {self.batch_size} does not split into {w} equal shards, one per process")
         for b in range(nb):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            j = torch.arange(b * self.batch_size, min((b + 1) * self.batch_size, n), device=dev).tensor_split(w)[r]  # positions
+            idx = order[j]
             xb = self.x[idx]
-            if self.train:
-                j = slice(b * self.batch_size, b * self.batch_size + len(idx))
-                xb = crop_flip(xb, shift[0, j], shift[1, j], flip[j], self.pad)
+            if self.train: xb = crop_flip(xb, shift[0, j], shift[1, j], flip[j], self.pad)
             xb = (xb.float() - self.mean) / self.std
             if self.channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, self.y[idx]

@@ -12,6 +12,7 @@ from .cost import bitops, stage_hooks
 from .data import load_data, get_loaders
 from .detector import EarlyBird
 from .lowprec import LPConfig
+from .dist import barrier, is_main
 from .masking import bn_scales, channel_mask, channel_scores, expand_mask, flatten_mask, round_mask
 from .models import get_model, build_model, save_model, load_model, MODELS
 from .prune import count_params, count_flops, training_flops, effective_mask
@@ -182,6 +183,7 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
                channels_kept=int(sum(int(m.sum()) for m in mask.values())),
                channels=int(sum(m.numel() for m in mask.values())), init=cfg.init)
     save_json(res, d / 'result.json')
+    barrier()  # several processes: the ticket is on disk before anyone retrains it
     return res
 
 # %% ../nbs/09_ebtrain.ipynb #de2406fc
@@ -211,6 +213,7 @@ def ns_stages(cfg: EBConfig, data, loaders, search_dir: Path, root: Path, device
         final.load_state_dict(ck['model'])
         save_checkpoint(dict(model=ck['model'], config=final.config, epoch=ck['epoch'], mask=channel_mask(final, cfg.ratio)),
                         dp / 'drawn.pt')
+    barrier()
     prune = prune_stage(dataclasses.replace(cfg, init='inherit'), data, search_dir, dp, ticket=dp / 'drawn.pt')
     def result(t): save_model(t.model, dr / 'model.pt'); return {}
     tune = fit_stage(dr, load_model(dp / 'ticket.pt'), loaders, cfg.train_config(cfg.retrain_epochs, retrain=True), device,
@@ -355,5 +358,5 @@ def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage f
     results = summarise(cfg, len(data.y_train), search, prune, retrain, dense, ns)
     results.update(device=str(device), out=str(dirs['run']), stage_dirs={k: str(v) for k, v in dirs.items() if k != 'run'})
     save_json(results, dirs['run'] / 'results.json')
-    plot_run(cfg, dirs)
+    if is_main(): plot_run(cfg, dirs)
     return results

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses, hashlib, io, json, os, tempfile
 from pathlib import Path
 import torch
+from .dist import is_main
 
 # %% auto #0
 __all__ = ['atomic_write', 'save_json', 'load_json', 'save_checkpoint', 'load_checkpoint', 'nondefault_fields', 'config_hash',
@@ -14,8 +15,10 @@ __all__ = ['atomic_write', 'save_json', 'load_json', 'save_checkpoint', 'load_ch
 
 # %% ../nbs/06_store.ipynb #40e2e65c
 def atomic_write(path: str | Path, data: bytes) -> Path:
-    "Write `data` to `path` atomically (temporary file in the same folder, fsync, rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "Write `data` to `path` atomically (temporary file in the same folder, fsync, rename); in a run on several processes only rank 0 writes."
+    path = Path(path)
+    if not is_main(): return path  # `eb_study.dist`: the other processes read what rank 0 writes
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from tqdm import tqdm
+from torch.nn.parallel import DistributedDataParallel
+from .dist import is_distributed, is_main, barrier, broadcast_flag, all_sum
 from .masking import add_bn_l1_grad
 from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write
 
@@ -80,6 +82,7 @@ class Trainer:
         self.cfg, self.device, self.progress, self.desc = cfg, torch.device(device), progress, desc
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
+        self.net = DistributedDataParallel(self.model) if is_distributed() else self.model  # what the training steps call
         self.train_dl, self.test_dl = train_dl, test_dl
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
@@ -113,7 +116,7 @@ def train_epoch(self: Trainer) -> tuple[float, float]:
     for x, y in self.train_dl:
         if self.cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            out = model(x)
+            out = self.net(x)
             loss = nn.functional.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -121,6 +124,7 @@ def train_epoch(self: Trainer) -> tuple[float, float]:
         opt.step()
         self._call('after_step')
         loss_sum += loss.detach() * len(y); correct += (out.argmax(1) == y).sum(); n += len(y)
+    loss_sum, correct, n = all_sum(loss_sum), all_sum(correct), int(all_sum(torch.tensor(n)))  # over all processes' shards
     loss = loss_sum.item() / n
     if not math.isfinite(loss):
         raise FloatingPointError(f"{self.desc}: training loss is {loss} in epoch {self.epoch + 1}; "
@@ -179,7 +183,7 @@ def fit(self: Trainer) -> list[dict]:
     if self.ckpt_path and self.ckpt_path.exists(): self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
     if self.run_dir: save_json(dataclasses.asdict(self.cfg), self.run_dir / 'train_config.json')
     self._call('before_fit')
-    bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc=self.desc, disable=not self.progress, leave=False)
+    bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc=self.desc, disable=not self.progress or not is_main(), leave=False)
     while not self.done:
         t0 = time.perf_counter()
         train_loss, train_acc = self.train_epoch()
@@ -188,7 +192,7 @@ def fit(self: Trainer) -> list[dict]:
                                  train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                                  time_s=time.perf_counter() - t0))
         self.epoch += 1
-        self.stopped = any(bool(r) for r in self._call('after_epoch'))
+        self.stopped = broadcast_flag(any(bool(r) for r in self._call('after_epoch')))  # rank 0 decides for all
         if self.run_dir: save_checkpoint(self.state_dict(), self.ckpt_path); self.write_log()
         bar.update(1); bar.set_postfix(loss=f'{train_loss:.3f}', acc=f'{test_acc:.3f}')
     bar.close()
@@ -219,4 +223,5 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, result.jso
     for h in t.hooks: res.update(h.summary(t) if hasattr(h, 'summary') else {})
     res.update(result(t))
     save_json(res, Path(d) / 'result.json')
+    barrier()  # on several processes: the others read what rank 0 wrote in this stage only once it is written
     return res

@@ -1,0 +1,115 @@
+"""One EB Train run on two processes (gloo, CPU) under `torchrun`: every rank holds the same masks and parameters;
+the run equals one process that splits each batch into two "ghost batches" (BatchNorm statistics per shard, as DDP
+without SyncBatchNorm computes them) and differs from a plain one-process run by exactly that; the command line run
+completes, and resumes after one rank is killed."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from conftest import results, read_log
+from eb_study.data import load_data, get_loaders
+from eb_study.detector import EarlyBird
+from eb_study.masking import add_bn_l1_grad
+from eb_study.models import get_model
+from eb_study.train import TrainConfig, lr_at
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason='needs torch.distributed with gloo')
+TORCHRUN = shutil.which('torchrun') or str(Path(sys.executable).with_name('torchrun'))
+EPOCHS, BATCH = 3, 64
+
+
+def torchrun(*args, nproc=2, **kw):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    return [TORCHRUN, '--nproc-per-node', str(nproc), '--master-port', str(29500 + os.getpid() % 1000), *map(str, args)], env
+
+
+def ghost_batch_run(shards: int):
+    """The worker's run in one process: each global batch as `shards` shards, each normalised by its own BN statistics,
+    the loss the mean of the shards' mean losses (what DDP's gradient average computes); shards=1 is a plain run."""
+    data = load_data('digits')
+    loaders = [get_loaders(data, batch_size=BATCH, seed=0)[0] for _ in range(shards)]
+    for r, dl in enumerate(loaders): dl.shard = (r, shards)
+    torch.manual_seed(0)
+    model = get_model('vgg11', data.num_classes, 0.125, seed=0)
+    cfg = TrainConfig(epochs=EPOCHS, lr=0.05, sparsity=1e-4, channels_last=False)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    eb = EarlyBird((0.5,), length=2, threshold=0.3)
+    for epoch in range(EPOCHS):
+        model.train()
+        for g in opt.param_groups: g['lr'] = lr_at(cfg, epoch)
+        for dl in loaders: dl.set_epoch(epoch)
+        for batches in zip(*loaders):
+            loss = sum(torch.nn.functional.cross_entropy(model(x), y) for x, y in batches) / shards
+            opt.zero_grad(); loss.backward(); add_bn_l1_grad(model, cfg.sparsity); opt.step()
+        eb.step(model)
+    return model, eb
+
+
+def test_two_ranks_hold_the_same_state_and_equal_the_ghost_batch_run(tmp_path):
+    cmd, env = torchrun(Path(__file__).with_name('ddp_worker.py'), tmp_path, EPOCHS, BATCH)
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pt', weights_only=False) for r in (0, 1))
+    assert (r0['rank'], r1['rank'], r0['world']) == (0, 1, 2)
+    assert r0['emerged_at'] == r1['emerged_at'] and len(r0['masks']) == 2
+    assert all(torch.equal(a, b) for a, b in zip(r0['masks'], r1['masks']))            # the same masks on every rank
+    assert all(torch.equal(r0['params'][n], r1['params'][n]) for n in r0['params'])     # bit for bit the same weights
+    assert [h['train_loss'] for h in r0['history']] == [h['train_loss'] for h in r1['history']]  # all-reduced loss
+    ghost, eb = ghost_batch_run(2)
+    for n, p in ghost.named_parameters():   # the same computation, sums in another order: float rounding only
+        torch.testing.assert_close(r0['params'][n], p.detach(), atol=1e-4, rtol=1e-3)
+    assert eb.emerged_at == r0['emerged_at']
+    assert all(torch.equal(a, b) for a, b in zip(eb.queues[0.5].masks, r0['masks']))
+    plain, _ = ghost_batch_run(1)           # one process, full-batch BN statistics: a different run
+    diff = max(float((plain.state_dict()[n] - r0['params'][n]).abs().max()) for n in r0['params'])
+    assert diff > 1e-2, diff
+
+
+ARGS = ['--device', 'cpu', '--arch', 'vgg11', '--width', '0.125', '--epochs', 6, '--retrain_epochs', 3, '--full_search',
+        '--no-ns', '--no-dense', '--quiet']
+
+
+def _workers(agent: int) -> dict[int, int]:
+    """LOCAL_RANK -> pid of the worker processes `torchrun` (pid `agent`) started."""
+    found = {}
+    for p in Path('/proc').iterdir():
+        if not p.name.isdigit(): continue
+        try:
+            if int((p / 'stat').read_text().rsplit(')', 1)[1].split()[1]) != agent: continue
+            env = dict(e.split('=', 1) for e in (p / 'environ').read_bytes().decode(errors='replace').split('\0') if '=' in e)
+        except (OSError, IndexError, ValueError): continue
+        if 'LOCAL_RANK' in env: found[int(env['LOCAL_RANK'])] = int(p.name)
+    return found
+
+
+def test_cli_on_two_processes_resumes_after_a_rank_is_killed(tmp_path):
+    cmd, env = torchrun('-m', 'eb_study', *ARGS, '--out', tmp_path / 'straight')
+    straight = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    assert straight.stdout.count('run folder') == 1                                   # one summary: rank 0's
+    killed = tmp_path / 'killed'
+    cmd, env = torchrun('-m', 'eb_study', *ARGS, '--out', killed)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, log = time.time() + 300, None
+    while time.time() < deadline and p.poll() is None:
+        logs = list(killed.glob('search-*/log.csv'))
+        if logs and len(read_log(logs[0])) >= 2: log = logs[0]; break
+        time.sleep(0.02)
+    assert log is not None, f"the search never logged two epochs (exit {p.poll()})"
+    os.kill(_workers(p.pid)[1], signal.SIGKILL)                                      # rank 1 dies mid-search
+    assert p.wait(timeout=120) != 0                                                   # and takes the job down
+    assert not (log.parent / 'result.json').exists()
+    assert 2 <= torch.load(log.parent / 'checkpoint.pt', weights_only=True)['epoch'] < 6
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # the job restarted
+    assert again.returncode == 0, again.stderr
+    a, b = results(straight.stdout), results(again.stdout)
+    for k in ('eb_epochs', 'ticket_acc', 'search_acc', 'train_flops_eb'): assert a[k] == b[k], k
+    la, lb = (read_log(next(d.glob('search-*')) / 'log.csv') for d in (tmp_path / 'straight', killed))
+    assert [(r['epoch'], r['train_loss'], r['test_acc']) for r in la] == [(r['epoch'], r['train_loss'], r['test_acc']) for r in lb]
