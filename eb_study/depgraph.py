@@ -9,7 +9,7 @@ import torch
 import torchvision
 import torch_pruning as tp
 from torch import nn
-from .masking import Mask, bn_layers, bn_scales, check_mask, apply_mask, even_blocks
+from .masking import Mask, bn_layers, bn_scales, check_mask, apply_mask, even_blocks, min_per_block
 
 # %% auto #0
 __all__ = ['TORCHVISION', 'coupled_groups', 'conv_blocks', 'group_mask', 'prune_graph', 'cifar_stem', 'torchvision_net']
@@ -179,7 +179,7 @@ def _check_channels(channels: dict, bns: dict, groups: list[list[str]], blocks: 
     for g in groups:
         if len({channels[n] for n in g}) > 1: raise ValueError(f"coupled layers {g} need equal channel counts, got {[channels[n] for n in g]}")
         b = blocks.get(g[0], 1)
-        if b > 1 and (channels[g[0]] % b or channels[g[0]] < b * min(2, bns[g[0]].num_features // b)):
+        if b > 1 and (channels[g[0]] % b or channels[g[0]] < b * min_per_block(bns[g[0]].num_features // b)):
             raise ValueError(f"channels[{g[0]!r}] must be a multiple of the {b} groups of its grouped convolution, two per group at least, got {channels[g[0]]}")
 
 def torchvision_net(name: str,  # a name in `TORCHVISION`
@@ -196,7 +196,7 @@ def torchvision_net(name: str,  # a name in `TORCHVISION`
     net.channel_groups, net.channel_blocks = groups, blocks  # `channel_mask` ranks each shared channel once, evens blocks
     if width != 1 or channels is not None:
         b = {n: blocks.get(g[0], 1) for g in groups for n in g}
-        least = {n: min(2, bn.num_features // b[n]) if b[n] > 1 else 1 for n, bn in bns.items()}  # a block keeps two (`mask_from_scores`)
+        least = {n: min_per_block(bn.num_features // b[n]) if b[n] > 1 else 1 for n, bn in bns.items()}
         counts = channels if channels is not None else {n: b[n] * max(least[n], round(width * bn.num_features / b[n])) for n, bn in bns.items()}
         _check_channels(counts, bns, groups, blocks, name)
         first = lambda n, c: torch.arange(c) % (c // b[n]) < counts[n] // b[n]  # the first channels of each block

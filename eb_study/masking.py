@@ -9,9 +9,9 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'check_ratio',
-           'mask_from_scores', 'round_mask', 'channel_scores', 'expand_mask', 'even_blocks', 'channel_mask',
-           'reference_mask', 'add_bn_l1_grad', 'apply_mask']
+__all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'min_per_block',
+           'check_ratio', 'mask_from_scores', 'round_mask', 'channel_scores', 'expand_mask', 'even_blocks',
+           'channel_mask', 'reference_mask', 'add_bn_l1_grad', 'apply_mask']
 
 # %% ../nbs/00_masking.ipynb #0b534f08
 Mask = dict[str, Tensor]  # BN-layer name -> bool tensor, True = channel kept
@@ -83,6 +83,10 @@ def _rank_prune(scores: list[Tensor], n_prune: int, min_keep: int | list[int], w
         if w[i] <= n_prune: keep[i], n_prune = False, n_prune - w[i]
     return keep
 
+def min_per_block(size: int) -> int:
+    "Channels every block of a grouped convolution keeps at least: two (one would make the conv depthwise), or all of a smaller block."
+    return min(2, size)
+
 def _slots(s: Tensor, b: int) -> tuple[Tensor, Tensor]:
     "Scores `s` split into `b` equal blocks, each sorted best first: the mean score of each rank over the blocks, and the sort order."
     m = s.reshape(b, -1)
@@ -120,7 +124,7 @@ def mask_from_scores(scores: dict[str, Tensor],  # layer name -> scores (any sha
         if isinstance(b, bool) or int(b) != b or b < 1 or scores[n].dim() != 1 or scores[n].numel() % b:
             raise ValueError(f"scores of {n!r} (shape {tuple(scores[n].shape)}) do not split into {b!r} equal blocks")
     ranked = {n: _slots(s, int(blocks[n])) if n in blocks else (s, None) for n, s in scores.items()}  # a block layer ranks its slots
-    keeps = lambda n: max(min_keep, min(2, ranked[n][0].numel())) if n in blocks else min_keep  # a block keeps two (see the text)
+    keeps = lambda n: max(min_keep, min_per_block(ranked[n][0].numel())) if n in blocks else min_keep  # a block keeps two (see the text)
     unrank = lambda n, keep: keep.reshape(scores[n].shape) if ranked[n][1] is None else _unslot(keep, ranked[n][1])
     if scope == 'global':
         if isinstance(ratio, dict): raise ValueError("per-layer ratios need scope='layer'")
@@ -179,7 +183,7 @@ def even_blocks(mask: Mask,  # per-layer keep-masks
             raise ValueError(f"{n!r} has {m.numel()} entries, which do not split into {b!r} equal blocks")
         m, s = m.reshape(int(b), -1), s.reshape(int(b), -1)
         order = torch.sort(s.masked_fill(m, math.inf), dim=1, descending=True, stable=True).indices  # kept first
-        new = torch.zeros_like(m).scatter_(1, order[:, :max(int(m.sum(1).max()), min(2, m.shape[1]))], True)
+        new = torch.zeros_like(m).scatter_(1, order[:, :max(int(m.sum(1).max()), min_per_block(m.shape[1]))], True)
         out[n] = new.reshape(mask[n].shape)
     return out
 
