@@ -9,7 +9,8 @@ from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train
 from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder, report
-from .compare import CompareGrid, GRID_FIELDS, compare, table2
+from .compare import CompareGrid, GRID_FIELDS, table2
+from .executors import ExecutorConfig, GridError, run_grid
 from .dist import init_distributed, is_main
 from .train import resolve_device
 
@@ -153,9 +154,11 @@ def rethink_command(cfg: RethinkConfig, grid: RethinkGrid, out=None, device='aut
     print(table.to_string()); print(f"results: {folder / 'results.csv'}")
     return df
 
-def compare_command(cfg: EBConfig, grid: CompareGrid, out=None, device='auto', quiet=False, download=False):
-    "Run the Table 2 comparison of `grid`'s methods under the recipe `cfg`; print the table in the paper's layout."
-    df = compare(cfg, grid, out, device, progress=not quiet and sys.stderr.isatty(), download=download)
+def compare_command(cfg: EBConfig, grid: CompareGrid, ex: ExecutorConfig = ExecutorConfig(), out=None, device='auto',
+                    quiet=False, download=False):
+    "Run the Table 2 comparison of `grid`'s methods under the recipe `cfg`, its jobs on `ex`; print the table in the paper's layout."
+    df = run_grid(cfg, grid, out, ex, device, progress=not quiet and sys.stderr.isatty(), download=download,
+                  log=lambda line: print(line, flush=True))
     print(table2(df).to_string())
     print(f"retraining: {cfg.retrain_epochs or cfg.epochs} epochs, a fresh schedule, for every method"
           + (" (EB Train: the rest of its search's schedule)" if cfg.retrain == 'rest' else ''))
@@ -166,7 +169,7 @@ COMMANDS = {  # name -> (configuration dataclasses, function, description)
     'train': ((EBConfig,), train_command, "EB Train (You et al., ICLR 2020): search, prune, retrain, and a dense baseline"),
     'rethink': ((RethinkConfig, RethinkGrid), rethink_command,
                 "Winning ticket vs random re-initialisation after pruning (Liu et al., ICLR 2019)"),
-    'compare': ((EBConfig, CompareGrid), compare_command,
+    'compare': ((EBConfig, CompareGrid, ExecutorConfig), compare_command,
                 "Table 2 of You et al.: EB Train against network slimming, the lottery ticket, SNIP and ThiNet"),
 }
 SKIP = {('compare', EBConfig): GRID_FIELDS}  # fields a sub-command sets itself, per configuration class
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
             init_distributed(resolve_device(ns.device))
         func(*(from_options(c, ns, SKIP.get((name, c), ())) for c in classes), out=ns.out, device=ns.device,
              quiet=ns.quiet, download=ns.download)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError, ImportError, GridError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -19,13 +19,14 @@ from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask, unstructured_mask
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
-from .store import load_checkpoint, save_checkpoint, save_json, stage_spec, stage_dir
+from .store import atomic_write, load_checkpoint, load_json, save_checkpoint, save_json, stage_spec, stage_dir
 from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['GRID_FIELDS', 'METHODS', 'COLUMNS', 'CompareGrid', 'Cells', 'lottery_ticket_net', 'snip_batch', 'Method', 'compare',
-           'table2', 'draw_at']
+__all__ = ['GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'COLUMNS', 'CompareGrid', 'Cells', 'lottery_ticket_net',
+           'snip_batch', 'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job', 'write_results', 'compare', 'table2',
+           'draw_at']
 
 # %% ../nbs/14_compare.ipynb #417dcffa
 @dataclass
@@ -180,44 +181,94 @@ class Method:
     run: Callable  # (cells, seed, ratio) -> result row
     unit: str  # what the ratio is a fraction of: 'channels' or 'weights'
     source: str  # the paper it comes from
+    shared: tuple[str, ...] = ()  # the stages of a seed it starts from, shared with other cells (keys of `SHARED`)
+
+LOWBIT_SEARCH = dict(search_bits=8, full_search=False)  # the 8-bit search of EB Train LF and LL, stopped at the EB epoch
 
 METHODS = {
-    'eb': Method(_eb, 'channels', 'You et al. 2020, EB Train: retrain the EB ticket from the EB weights'),
-    'eb-reinit': Method(lambda c, s, r: _eb(c, s, r, init='random'), 'channels', 'You et al. 2020: the EB ticket re-initialised'),
-    'eb-lf': Method(lambda c, s, r: _eb(c, s, r, search_bits=8, full_search=False), 'channels',
-                    'You et al. 2020, EB Train LF: 8-bit search, 32-bit retraining'),
-    'eb-ll': Method(lambda c, s, r: _eb(c, s, r, search_bits=8, retrain_bits=8, full_search=False), 'channels',
-                    'You et al. 2020, EB Train LL: 8-bit search and retraining'),
-    'ns': Method(_ns, 'channels', 'Liu et al. 2017, network slimming'),
-    'lt': Method(_lt, 'weights', 'Frankle & Carbin 2019, lottery ticket (one-shot)'),
+    'eb': Method(_eb, 'channels', 'You et al. 2020, EB Train: retrain the EB ticket from the EB weights', ('search',)),
+    'eb-reinit': Method(lambda c, s, r: _eb(c, s, r, init='random'), 'channels', 'You et al. 2020: the EB ticket re-initialised',
+                        ('search',)),
+    'eb-lf': Method(lambda c, s, r: _eb(c, s, r, **LOWBIT_SEARCH), 'channels',
+                    'You et al. 2020, EB Train LF: 8-bit search, 32-bit retraining', ('search-8bit',)),
+    'eb-ll': Method(lambda c, s, r: _eb(c, s, r, **LOWBIT_SEARCH, retrain_bits=8), 'channels',
+                    'You et al. 2020, EB Train LL: 8-bit search and retraining', ('search-8bit',)),
+    'ns': Method(_ns, 'channels', 'Liu et al. 2017, network slimming', ('search',)),
+    'lt': Method(_lt, 'weights', 'Frankle & Carbin 2019, lottery ticket (one-shot)', ('dense',)),
     'snip': Method(_snip, 'weights', 'Lee et al. 2019, SNIP'),
-    'thinet': Method(_thinet, 'channels', 'Luo et al. 2017, ThiNet'),
+    'thinet': Method(_thinet, 'channels', 'Luo et al. 2017, ThiNet', ('dense',)),
 }
+
+
+# %% ../nbs/14_compare.ipynb #30f08169
+@dataclass(frozen=True)
+class Job:
+    "A job of a comparison: the shared stage `stage` of `seed`, or the cell (`method`, `ratio`, `seed`)."
+    seed: int
+    stage: str | None = None  # a key of `SHARED`
+    method: str | None = None  # a key of `METHODS`
+    ratio: float | None = None
+    def __str__(self): return f"{self.stage} seed {self.seed}" if self.stage else f"{self.method} p={self.ratio:g} seed {self.seed}"
+
+def _search_8bit(cells: Cells, seed: int) -> None:
+    "The 8-bit search of `seed` and its tickets pruned at every grid ratio (`eb-lf` and `eb-ll` retrain the same tickets)."
+    for ratio in cells.grid.ratios:
+        cfg = cells.config(seed, ratio, **LOWBIT_SEARCH)
+        d, _ = cells.search(cfg)
+        prune_stage(cfg, cells.data, d, stage_dirs(cfg, cells.root, create=('prune',))['prune'])
+
+SHARED = {  # stage -> (cells, seed) -> None
+    'dense': lambda c, s: c.dense(s),  # every row's dense reference; `lt` and `thinet` start from it
+    'search': lambda c, s: c.search(c.config(s, c.grid.ratios[0])),  # fp32, to the end: `eb`, `eb-reinit`, `ns`
+    'search-8bit': _search_8bit,  # `eb-lf`, `eb-ll`
+}
+
+def grid_jobs(grid: CompareGrid) -> tuple[list[Job], list[Job]]:
+    "The shared-stage jobs of `grid` (the dense training and the searches its methods need, per seed), and its cell jobs."
+    stages = dict.fromkeys(['dense', *(s for m in grid.methods for s in METHODS[m].shared)])
+    return ([Job(seed, stage=s) for seed in grid.seeds for s in stages],
+            [Job(seed, method=m, ratio=r) for seed in grid.seeds for r in grid.ratios for m in grid.methods])
+
+def cell_dir(cells: Cells, job: Job) -> Path:
+    "The folder of a cell's result row, keyed by the recipe, the grid's ratios and the cell."
+    spec = stage_spec('cell', cells.config(job.seed, job.ratio), [f.name for f in dataclasses.fields(cells.cfg)])
+    return stage_dir(cells.root, {**spec, 'method': job.method})
+
+def run_job(cells: Cells, job: Job) -> dict | None:
+    "Run `job`, resuming whatever it finds done; a cell returns its result row (also written to its `row.json`)."
+    if job.stage is not None: SHARED[job.stage](cells, job.seed); return None
+    d = cell_dir(cells, job)
+    if (d / 'row.json').exists(): return load_json(d / 'row.json')
+    _, dense = cells.dense(job.seed)
+    row = dict(method=job.method, ratio=job.ratio, seed=job.seed, **METHODS[job.method].run(cells, job.seed, job.ratio),
+               flops_dense=cells.forward_dense, train_flops_dense=cells.n_train * cells.cfg.epochs * cells.step_dense,
+               epoch_s_dense=statistics.median(dense['epoch_time_s']), dense_acc=dense['test_acc'])
+    save_json(row, d / 'row.json')
+    return row
+
 
 # %% ../nbs/14_compare.ipynb #873988de
 COLUMNS = ['method', 'ratio', 'seed', 'acc', 'train_flops', 'train_flops_sparse', 'wall_s', 'energy_j', 'eb_epoch', 'epochs',
            'flops_after', 'flops_dense', 'epoch_s', 'epoch_s_dense', 'dense_acc', 'train_flops_dense']
 
+def write_results(rows: list[dict], cfg: EBConfig, grid: CompareGrid, root: Path) -> pd.DataFrame:
+    "The rows of `grid`'s cells as `root/results.csv`, and the recipe and grid as `root/compare.json` (both atomically)."
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    atomic_write(Path(root) / 'results.csv', df.to_csv(index=False).encode())
+    save_json(dict(recipe=dataclasses.asdict(cfg), grid=dataclasses.asdict(grid)), Path(root) / 'compare.json')
+    return df
+
 def compare(cfg: EBConfig,  # the recipe: data, model, schedule, EB search and retraining settings
             grid: CompareGrid = CompareGrid(),  # methods, ratios, seeds
             root: str | Path | None = None,  # where the stage folders and results.csv go (default: runs/compare)
             device: str = 'auto', progress: bool = False, download: bool = False) -> pd.DataFrame:
-    "Run every (method, ratio, seed) cell of `grid` under the recipe `cfg`; write and return `results.csv`."
+    "Run every job of `grid` under the recipe `cfg` in this process, shared stages first; write and return `results.csv`."
     root = Path('runs/compare' if root is None else root)
     cells = Cells(cfg, grid, root, device, progress, download)
-    rows = []
-    for seed in grid.seeds:
-        _, dense = cells.dense(seed)
-        for ratio in grid.ratios:
-            for m in grid.methods:
-                r = METHODS[m].run(cells, seed, ratio)
-                rows.append(dict(method=m, ratio=ratio, seed=seed, **r, flops_dense=cells.forward_dense,
-                                 train_flops_dense=cells.n_train * cfg.epochs * cells.step_dense,
-                                 epoch_s_dense=statistics.median(dense['epoch_time_s']), dense_acc=dense['test_acc']))
-    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    root.mkdir(parents=True, exist_ok=True); df.to_csv(root / 'results.csv', index=False)
-    save_json(dict(recipe=dataclasses.asdict(cfg), grid=dataclasses.asdict(grid)), root / 'compare.json')
-    return df
+    shared, jobs = grid_jobs(grid)
+    for job in shared: run_job(cells, job)
+    return write_results([run_job(cells, job) for job in jobs], cfg, grid, root)
+
 
 # %% ../nbs/14_compare.ipynb #3023d0d0
 def _fmt_range(s: pd.Series) -> str:
