@@ -11,7 +11,7 @@ from .ebtrain import EBConfig, eb_train
 from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder, report
 from .compare import CompareGrid, GRID_FIELDS, table2
 from .executors import ExecutorConfig, GridError, run_grid
-from .dist import init_distributed, is_main
+from .dist import init_distributed, is_main, launched
 from .train import resolve_device
 
 # %% auto #0
@@ -64,6 +64,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu' or 'cuda' (default: auto)")
     g.add_argument('--quiet', action='store_true', help="no progress bars (they are off anyway when stderr is not a terminal)")
     g.add_argument('--download', action='store_true', help="let torchvision download CIFAR-10/100 (needs internet)")
+    g.add_argument('--dist-backend', default='auto', choices=('auto', 'nccl', 'gloo'),
+                   help="under torchrun: the process group's backend; auto: NCCL on GPUs, gloo on the CPU (default: auto)")
 
 def _spelling(arg: str) -> str:  # --retrain_epochs=3 -> --retrain-epochs=3; values are left alone
     if not arg.startswith('--'): return arg
@@ -192,10 +194,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ns = p.parse_args([_spelling(str(a)) for a in argv])
     classes, func, _ = COMMANDS[name]
     try:
-        if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # started by torchrun: one run on several processes (`eb_study.dist`)
+        device = ns.device
+        if launched():  # started by torchrun: one run on several processes (`eb_study.dist`)
             if name != 'train': raise ValueError(f"only 'eb-study train' runs on several processes, not 'eb-study {name}'")
-            init_distributed(resolve_device(ns.device))
-        func(*(from_options(c, ns, SKIP.get((name, c), ())) for c in classes), out=ns.out, device=ns.device,
+            device = str(init_distributed(resolve_device(ns.device), ns.dist_backend))
+        func(*(from_options(c, ns, SKIP.get((name, c), ())) for c in classes), out=ns.out, device=device,
              quiet=ns.quiet, download=ns.download)
     except (ValueError, FileNotFoundError, FloatingPointError, ImportError, GridError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)

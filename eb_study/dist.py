@@ -9,9 +9,16 @@ import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['is_distributed', 'rank', 'world_size', 'is_main', 'barrier', 'broadcast_flag', 'all_sum', 'init_distributed']
+__all__ = ['launched', 'is_distributed', 'rank', 'world_size', 'is_main', 'barrier', 'broadcast_flag', 'all_sum',
+           'init_distributed']
 
 # %% ../nbs/07c_dist.ipynb #fd77ac29
+_DEVICE = torch.device('cpu')  # where the collective calls put their tensors: the device of this process's run
+
+def launched() -> bool:
+    "Whether `torchrun` started this process as one of several (`$WORLD_SIZE` > 1)."
+    return int(os.environ.get('WORLD_SIZE', '1')) > 1
+
 def is_distributed() -> bool:
     "Whether this process belongs to a process group of more than one process."
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -35,22 +42,33 @@ def barrier() -> None:
 def broadcast_flag(flag: bool) -> bool:
     "Rank 0's `flag`, on every process."
     if not is_distributed(): return bool(flag)
-    t = torch.tensor([int(bool(flag))])
+    t = torch.tensor([int(bool(flag))], device=_DEVICE)
     dist.broadcast(t, 0)
     return bool(t.item())
 
 def all_sum(t: torch.Tensor) -> torch.Tensor:
-    "The sum of `t` over all processes (a CPU copy; `t` itself is left alone)."
-    t = t.detach().cpu().clone()
-    if is_distributed(): dist.all_reduce(t)
-    return t
+    "The sum of `t` over all processes, as a CPU tensor (`t` itself is left alone)."
+    if not is_distributed(): return t.detach().cpu().clone()
+    t = t.detach().to(_DEVICE, copy=True)  # NCCL reduces CUDA tensors only
+    dist.all_reduce(t)
+    return t.cpu()
 
 # %% ../nbs/07c_dist.ipynb #8c8f8201
-def init_distributed(device: torch.device) -> bool:
-    "Join the process group `torchrun` describes (`$WORLD_SIZE` > 1) with gloo on the CPU; whether the run is distributed."
-    if is_distributed() or int(os.environ.get('WORLD_SIZE', '1')) <= 1: return is_distributed()
-    if torch.device(device).type != 'cpu':
-        raise ValueError(f"a run on several processes is implemented and tested on the CPU (gloo) only, got device {device}; "
-                         "pass --device cpu")
-    dist.init_process_group('gloo')
-    return True
+def init_distributed(device: torch.device,  # the device the run asks for: 'cpu' or 'cuda'
+                     backend: str = 'auto',  # 'nccl', 'gloo', or 'auto': NCCL on GPUs, gloo on the CPU
+                    ) -> torch.device:
+    "Join the process group `torchrun` describes, if it started this process; the device this process trains on."
+    device = torch.device(device)
+    if not launched() or is_distributed(): return device
+    if backend not in ('auto', 'nccl', 'gloo'): raise ValueError(f"backend must be 'auto', 'nccl' or 'gloo', got {backend!r}")
+    if device.type == 'cuda':  # one GPU per process, by local rank (several processes share a GPU when there are fewer)
+        device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    elif device.type != 'cpu': raise ValueError(f"a run on several processes trains on 'cpu' or 'cuda', got device {device}")
+    if backend == 'auto': backend = 'nccl' if device.type == 'cuda' else 'gloo'
+    if backend == 'nccl' and device.type != 'cuda': raise ValueError("the nccl backend needs GPUs; on the CPU use gloo")
+    global _DEVICE
+    dist.init_process_group(backend)
+    _DEVICE = device
+    return device
+

@@ -41,6 +41,7 @@ class EBConfig:
     weight_decay: float = 1e-4  # weight decay, on every parameter (BN included, as the reference code)
     batch_size: int = 64  # training batch size
     precision: str = 'fp32'  # 'fp32' or 'bf16' (autocast)
+    sync_bn: bool = False  # under torchrun on GPUs: BN statistics over the global batch (SyncBatchNorm), as on one process
     sparsity: float = 1e-4  # s, the L1 strength on BN scales during the search
     ratios: tuple[float, ...] = (0.3, 0.5, 0.7)  # channel ratios watched by the search (`ratio` is always watched)
     length: int = 5  # l, the number of masks in each EB queue
@@ -88,7 +89,8 @@ class EBConfig:
         "The engine's configuration for a stage of `epochs` (default: the schedule) with BN sparsity `sparsity`."
         lr = (self.retrain_lr or self.lr) if retrain else self.lr
         return TrainConfig(epochs=epochs or self.epochs, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                           schedule=self.schedule, milestones=self.milestones, sparsity=sparsity, precision=self.precision)
+                           schedule=self.schedule, milestones=self.milestones, sparsity=sparsity, precision=self.precision,
+                           sync_bn=self.sync_bn)
 
     @property
     def search_to_end(self) -> bool:
@@ -97,7 +99,7 @@ class EBConfig:
 
 # %% ../nbs/09_ebtrain.ipynb #28d95211
 COMMON_FIELDS = ('dataset', 'seed', 'batch_size', 'arch', 'width', 'epochs', 'lr', 'schedule', 'milestones', 'momentum',
-           'weight_decay', 'precision')
+           'weight_decay', 'precision', 'sync_bn')
 STAGE_FIELDS = {
     'search': COMMON_FIELDS + ('sparsity', 'ratios', 'length', 'threshold', 'mode', 'search_bits'),  # and `search_to_end`
     'dense': COMMON_FIELDS,

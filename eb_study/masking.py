@@ -17,8 +17,8 @@ __all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', '
 Mask = dict[str, Tensor]  # BN-layer name -> bool tensor, True = channel kept
 
 def bn_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
-    "All `BatchNorm1d`/`BatchNorm2d` layers of `model`, by name, in module order."
-    bns = {n: m for n, m in model.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))}
+    "All `BatchNorm1d`/`BatchNorm2d` (and `SyncBatchNorm`) layers of `model`, by name, in module order."
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm))}
     if not bns: raise ValueError(f"{type(model).__name__} has no BatchNorm layer: channel masks need BN scale factors")
     for n, m in bns.items():
         if m.weight is None: raise ValueError(f"BatchNorm layer {n!r} has affine=False: it has no scale factor γ")

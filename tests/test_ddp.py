@@ -31,14 +31,15 @@ def torchrun(*args, nproc=2, **kw):
     return [TORCHRUN, '--nproc-per-node', str(nproc), '--master-port', str(29500 + os.getpid() % 1000), *map(str, args)], env
 
 
-def ghost_batch_run(shards: int):
+def ghost_batch_run(shards: int, device='cpu'):
     """The worker's run in one process: each global batch as `shards` shards, each normalised by its own BN statistics,
     the loss the mean of the shards' mean losses (what DDP's gradient average computes); shards=1 is a plain run."""
     data = load_data('digits')
-    loaders = [get_loaders(data, batch_size=BATCH, seed=0)[0] for _ in range(shards)]
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    loaders = [get_loaders(data, batch_size=BATCH, seed=0, device=device)[0] for _ in range(shards)]
     for r, dl in enumerate(loaders): dl.shard = (r, shards)
     torch.manual_seed(0)
-    model = get_model('vgg11', data.num_classes, 0.125, seed=0)
+    model = get_model('vgg11', data.num_classes, 0.125, seed=0).to(device)
     cfg = TrainConfig(epochs=EPOCHS, lr=0.05, sparsity=1e-4, channels_last=False)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     eb = EarlyBird((0.5,), length=2, threshold=0.3)
@@ -113,3 +114,39 @@ def test_cli_on_two_processes_resumes_after_a_rank_is_killed(tmp_path):
     for k in ('eb_epochs', 'ticket_acc', 'search_acc', 'train_flops_eb'): assert a[k] == b[k], k
     la, lb = (read_log(next(d.glob('search-*')) / 'log.csv') for d in (tmp_path / 'straight', killed))
     assert [(r['epoch'], r['train_loss'], r['test_acc']) for r in la] == [(r['epoch'], r['train_loss'], r['test_acc']) for r in lb]
+
+
+def test_sync_bn_on_the_cpu_stops_with_a_clear_message(tmp_path):
+    cmd, env = torchrun('-m', 'eb_study', *ARGS, '--sync-bn', '--out', tmp_path)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "SyncBatchNorm runs on GPUs only" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('sync_bn', [False, True])
+def test_two_ranks_on_a_gpu_equal_one_process_with_the_same_bn_statistics(tmp_path, sync_bn):
+    """Two processes on CUDA (sharing one GPU, gloo): with SyncBatchNorm the run equals ONE plain process with the
+    global batch (BN statistics over the whole batch); without it, the two-ghost-batch process, as on the CPU."""
+    cmd, env = torchrun(Path(__file__).with_name('ddp_worker.py'), tmp_path, EPOCHS, BATCH, 'cuda', int(sync_bn))
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pt', weights_only=False) for r in (0, 1))
+    assert r0['sync_bn_layers'] == (8 if sync_bn else 0)                               # VGG-11: 8 BN layers
+    assert all(torch.equal(a, b) for a, b in zip(r0['masks'], r1['masks']))
+    assert all(torch.equal(r0['params'][n], r1['params'][n]) for n in r0['params'])
+    same, other = (ghost_batch_run(k, 'cuda')[0] for k in ((1, 2) if sync_bn else (2, 1)))
+    for n, p in same.named_parameters():
+        torch.testing.assert_close(r0['params'][n], p.detach().cpu(), atol=1e-4, rtol=1e-3)
+    diff = max(float((other.state_dict()[n].cpu() - r0['params'][n]).abs().max()) for n in r0['params'])
+    assert diff > 1e-2, diff
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cli_on_two_processes_on_a_gpu_with_sync_bn(tmp_path):
+    args = [a for a in ARGS if a not in ('--device', 'cpu')]
+    cmd, env = torchrun('-m', 'eb_study', *args, '--device', 'cuda', '--dist-backend', 'gloo', '--sync-bn', '--out', tmp_path)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count('run folder') == 1 and 'cuda' in r.stdout
+    res = results(r.stdout)
+    assert res['ticket_acc'] > 0.5 and all(e for e in res['eb_epochs'].values()), res
