@@ -32,6 +32,7 @@ class TrainConfig:
     sparsity: float = 0.0  # s, the L1 penalty on BN scales γ (the EB search sets 1e-4); 0: ordinary training
     precision: str = 'fp32'  # 'fp32', or 'bf16' autocast (CPU and GPU)
     channels_last: bool = True  # NHWC memory format: about 20 % faster on the 2-core CPU here, the fast path on GPUs
+    deterministic: bool = True  # on GPUs, cuDNN's deterministic kernels only, so that a seed fixes the masks there too
     sync_bn: bool = False  # on several GPUs (`eb_study.dist`): BN statistics over the global batch (SyncBatchNorm), not per process
 
     def __post_init__(self):
@@ -83,6 +84,8 @@ class Trainer:
         self.cfg, self.device, self.progress, self.desc = cfg, torch.device(device), progress, desc
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
+        if self.device.type == 'cuda':  # cuDNN's fastest convolution kernels are not bit-reproducible run to run
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cfg.deterministic, False
         if cfg.sync_bn and is_distributed():  # in place: the layers keep their parameters and buffers, and their names
             if self.device.type == 'cpu': raise ValueError("sync_bn: PyTorch's SyncBatchNorm runs on GPUs only")
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
