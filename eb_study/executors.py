@@ -4,7 +4,7 @@
 
 # %% ../nbs/14a_executors.ipynb #4b4621e3
 from __future__ import annotations
-import dataclasses, math, os, shutil, sys
+import dataclasses, math, os, re, shutil, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,7 +28,7 @@ class ExecutorConfig:
     gpus_per_job: float = 0.0  # GPUs each job asks for; Ray can share one GPU between jobs (0.5), SLURM rounds up
     partition: str | None = None  # SLURM: the partition (none: the cluster's default)
     time_min: int = 240  # SLURM: a job's time limit in minutes; a job that reaches it is requeued and resumes
-    slurm_cluster: str | None = None  # submitit's executor: none: SLURM itself; 'local': processes on this machine (tests)
+    slurm_cluster: str | None = None  # submitit's executor: none: SLURM itself; 'local': processes on this machine (tests); 'debug': this process, pdb on failure
     retries: int = 2  # reruns of a job whose worker died (Ray), or requeues after a pre-emption or time-out (SLURM)
 
     def __post_init__(self):
@@ -112,10 +112,15 @@ class SlurmPool:
 class GridError(RuntimeError):
     "Some jobs of a grid failed (the others finished and are kept: run the grid again to retry the failed ones)."
 
+def _reason(err: BaseException) -> str:
+    "The last `SomeError: message` line of `err` (a remote job's error arrives as text with its traceback)."
+    lines = [l.strip() for l in str(err).splitlines() if re.match(r'\s*[\w.]+(Error|Exception|Interrupt)\b', l)]
+    return (lines[-1] if lines else f"{type(err).__name__}: {str(err).strip()}")[:400]
+
 def _run_phase(pool, jobs: list[Job], args: tuple, log) -> dict[Job, dict | None]:
     out, failed = {}, []
     for i, (job, res, err) in enumerate(pool.run(jobs, args), 1):
-        if err is not None: failed.append(f"{job}: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}")
+        if err is not None: failed.append(f"{job}: {_reason(err)}")
         else: out[job] = res
         log(f"[{i}/{len(jobs)}] {job}: " + ('FAILED' if err is not None else 'done' if res is None else f"acc {100 * res['acc']:.2f}%"))
     if failed:

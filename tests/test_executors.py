@@ -1,7 +1,9 @@
 """The Table 2 grid on Ray and on SLURM (submitit's local executor) from the command line: the same results.csv as the
 sequential run; a Ray worker SIGKILLed mid-cell and a SLURM job pre-empted mid-cell do not lose the grid; without
 ray and submitit the local executor still runs and the others say what to install."""
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,6 +123,18 @@ def test_slurm_path_with_submitits_local_executor_survives_a_preemption(tmp_path
     hit = [t for t in logs if 'Caught signal SIGUSR2' in t]
     assert len(logs) == 6 and len(hit) == 1, logs                       # 2 shared jobs and 4 cells; one was signalled
     assert 'Calling checkpoint method' in hit[0] and 'Requeued job' in hit[0] and hit[0].count('Starting with') == 2, hit[0]
+    # fault injection: the EB cells' rows lost and one retraining's checkpoint corrupt -> that job fails, named; the rest is kept
+    for d in out.glob('cell-*'):
+        if json.loads((d / 'spec.json').read_text())['method'] == 'eb': shutil.rmtree(d)
+    retrain = next(out.glob('retrain-*'))
+    (retrain / 'result.json').unlink(); (retrain / 'checkpoint.pt').write_bytes(b'not a checkpoint')
+    r = run_script('eb-study', *cli_args(out), '--executor', 'slurm', '--slurm-cluster', 'local', check=False)
+    assert r.returncode == 2 and '1 of 4 jobs failed' in r.stderr and 'is corrupt or truncated' in r.stderr, r.stderr
+    assert 'eb p=0.' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert len(list(out.glob('cell-*/row.json'))) == 3                  # the other cells are kept
+    (retrain / 'checkpoint.pt').unlink()                                # as the message says: delete it, run again
+    r = run_script('eb-study', *cli_args(out), '--executor', 'slurm', '--slurm-cluster', 'local')
+    same_results(out, sequential)
 
 
 BLOCK = "import sys; sys.modules['ray'] = sys.modules['submitit'] = None; from eb_study.cli import main; main()"
