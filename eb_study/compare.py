@@ -19,7 +19,7 @@ from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask, unstructured_mask
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
-from .store import atomic_write, load_checkpoint, load_json, save_checkpoint, save_json, stage_spec, stage_dir
+from .store import nondefault_fields, atomic_write, load_checkpoint, load_json, save_checkpoint, save_json, stage_spec, stage_dir
 from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
 
@@ -55,6 +55,9 @@ class Cells:
     "The shared state of one comparison: recipe, data, loaders per seed, and the shared stages, run on first use."
     def __init__(self, cfg: EBConfig, grid: CompareGrid, root: Path, device='cpu', progress=False, download=False):
         self.cfg, self.grid, self.root, self.device, self.progress = cfg, grid, Path(root), resolve_device(device), progress
+        per_method = {k: v for k, v in nondefault_fields(cfg, ('init', 'search_bits', 'retrain_bits')).items()}
+        if per_method:  # else `eb` and `eb-reinit` (or `eb-lf` and `eb-ll`) would be one run in one folder
+            raise ValueError(f"the grid sets {', '.join(per_method)} per method (eb-reinit, eb-lf, eb-ll): leave it at its default in the recipe")
         self.data = load_data(cfg.dataset, download=download)
         self.n_train, self.size = len(self.data.y_train), (1, *self.data.x_train.shape[1:])
         dense = get_model(cfg.arch, self.data.num_classes, cfg.width)
@@ -237,13 +240,11 @@ def cell_dir(cells: Cells, job: Job) -> Path:
 def run_job(cells: Cells, job: Job) -> dict | None:
     "Run `job`, resuming whatever it finds done; a cell returns its result row (also written to its `row.json`)."
     if job.stage is not None: SHARED[job.stage](cells, job.seed); return None
-    d = cell_dir(cells, job)
-    if (d / 'row.json').exists(): return load_json(d / 'row.json')
-    _, dense = cells.dense(job.seed)
+    _, dense = cells.dense(job.seed)  # the row is rebuilt from the stages' results every time: they are the one record
     row = dict(method=job.method, ratio=job.ratio, seed=job.seed, **METHODS[job.method].run(cells, job.seed, job.ratio),
                flops_dense=cells.forward_dense, train_flops_dense=cells.n_train * cells.cfg.epochs * cells.step_dense,
                epoch_s_dense=statistics.median(dense['epoch_time_s']), dense_acc=dense['test_acc'])
-    save_json(row, d / 'row.json')
+    save_json(row, cell_dir(cells, job) / 'row.json')
     return row
 
 

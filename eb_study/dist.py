@@ -65,7 +65,9 @@ def init_distributed(device: torch.device,  # the device the run asks for: 'cpu'
         device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count())
         torch.cuda.set_device(device)
     elif device.type != 'cpu': raise ValueError(f"a run on several processes trains on 'cpu' or 'cuda', got device {device}")
-    if backend == 'auto': backend = 'nccl' if device.type == 'cuda' else 'gloo'
+    shared_gpu = device.type == 'cuda' and int(os.environ.get('LOCAL_WORLD_SIZE', '1')) > torch.cuda.device_count()
+    if backend == 'auto': backend = 'nccl' if device.type == 'cuda' and not shared_gpu else 'gloo'
+    if backend == 'nccl' and shared_gpu: raise ValueError("NCCL runs one process per GPU: more processes than GPUs need gloo")
     if backend == 'nccl' and device.type != 'cuda': raise ValueError("the nccl backend needs GPUs; on the CPU use gloo")
     global _DEVICE
     dist.init_process_group(backend)

@@ -23,13 +23,13 @@ class ExecutorConfig:
     "Where the jobs of a comparison grid run."
     executor: str = 'local'  # 'local' (this process, one job after another), 'ray' (a Ray cluster) or 'slurm' (through submitit)
     ray_address: str | None = None  # Ray: a running cluster's address ('auto', 'ray://head:10001'); none: start one on this machine
-    workers: int | None = None  # Ray, started here: how many jobs run at once (none: one per core)
+    workers: int | None = None  # Ray, started here: its CPUs, so workers // cpus_per_job jobs at once (none: all cores)
     cpus_per_job: int = 1  # CPUs each job asks for (Ray, SLURM)
     gpus_per_job: float = 0.0  # GPUs each job asks for; Ray can share one GPU between jobs (0.5), SLURM rounds up
     partition: str | None = None  # SLURM: the partition (none: the cluster's default)
     time_min: int = 240  # SLURM: a job's time limit in minutes; a job that reaches it is requeued and resumes
     slurm_cluster: str | None = None  # submitit's executor: none: SLURM itself; 'local': processes on this machine (tests); 'debug': this process, pdb on failure
-    retries: int = 2  # reruns of a job whose worker died (Ray), or requeues after a pre-emption or time-out (SLURM)
+    retries: int = 2  # Ray: reruns of a job whose worker died; SLURM: requeues after a time-out (pre-emptions always requeue)
 
     def __post_init__(self):
         if self.executor not in EXECUTORS: raise ValueError(f"unknown executor {self.executor!r}; valid names: {', '.join(EXECUTORS)}")
@@ -38,6 +38,8 @@ class ExecutorConfig:
         if self.gpus_per_job < 0: raise ValueError(f"gpus_per_job must be >= 0, got {self.gpus_per_job}")
         if self.time_min < 1: raise ValueError(f"time_min must be >= 1, got {self.time_min}")
         if self.retries < 0: raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.workers is not None and self.ray_address is not None:
+            raise ValueError("workers sizes a Ray cluster started here; a running cluster at ray_address has its own size")
         if self.slurm_cluster not in (None, 'slurm', 'local', 'debug'):
             raise ValueError(f"slurm_cluster must be none, 'slurm', 'local' or 'debug', got {self.slurm_cluster!r}")
 
@@ -141,7 +143,7 @@ def run_grid(cfg: EBConfig,  # the recipe
     root = Path('runs/compare' if root is None else root).absolute()
     Cells(cfg, grid, root, 'cpu', download=download)  # the recipe, data and model are valid; any download happens once, here
     pool = RayPool(ex) if ex.executor == 'ray' else SlurmPool(ex, root)
-    args = (cfg, grid, str(root), device, download)
+    args = (cfg, grid, str(root), device, False)  # the data is on disk now: no job downloads
     try:
         shared, cells = grid_jobs(grid)
         _run_phase(pool, shared, args, log)

@@ -32,7 +32,7 @@ class TrainConfig:
     sparsity: float = 0.0  # s, the L1 penalty on BN scales γ (the EB search sets 1e-4); 0: ordinary training
     precision: str = 'fp32'  # 'fp32', or 'bf16' autocast (CPU and GPU)
     channels_last: bool = True  # NHWC memory format: about 20 % faster on the 2-core CPU here, the fast path on GPUs
-    deterministic: bool = True  # on GPUs, cuDNN's deterministic kernels only, so that a seed fixes the masks there too
+    deterministic: bool = True  # on GPUs, cuDNN's deterministic kernels only (same-seed runs gave the same masks on an H100)
     sync_bn: bool = False  # on several GPUs (`eb_study.dist`): BN statistics over the global batch (SyncBatchNorm), not per process
 
     def __post_init__(self):
