@@ -159,7 +159,8 @@ def test_two_ranks_on_a_gpu_equal_one_process_with_the_same_bn_statistics(tmp_pa
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 def test_cli_on_two_processes_on_a_gpu_with_sync_bn(tmp_path):
     args = [a for a in ARGS if a not in ('--device', 'cpu')]
-    cmd, env = torchrun('-m', 'eb_study', *args, '--device', 'cuda', '--dist-backend', 'gloo', '--sync-bn', '--out', tmp_path)
+    # the auto backend: NCCL with a GPU per process, gloo when two processes share one (NCCL refuses that)
+    cmd, env = torchrun('-m', 'eb_study', *args, '--device', 'cuda', '--sync-bn', '--out', tmp_path)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count('run folder') == 1 and 'cuda' in r.stdout
