@@ -37,6 +37,8 @@ def ghost_batch_run(shards: int, device='cpu', sync_bn=False, epochs=EPOCHS):
     (what DDP's gradient average computes; the last batch of an epoch splits unevenly); shards=1 is a plain run."""
     data = load_data('digits')
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as the torchrun workers (OMP_NUM_THREADS=1): CPU rounding depends on the thread count
     loaders = [get_loaders(data, batch_size=BATCH, seed=0, device=device)[0] for _ in range(shards)]
     for r, dl in enumerate(loaders): dl.shard = (r, shards)
     torch.manual_seed(0)
@@ -56,6 +58,7 @@ def ghost_batch_run(shards: int, device='cpu', sync_bn=False, epochs=EPOCHS):
             else: loss = sum(torch.nn.functional.cross_entropy(model(x), y) for x, y in batches) / shards
             opt.zero_grad(); loss.backward(); add_bn_l1_grad(model, cfg.sparsity); opt.step()
         eb.step(model)
+    torch.set_num_threads(threads)
     return model, eb
 
 
