@@ -6,7 +6,6 @@ and their ratio, checks that the two results.csv agree (timings aside), and writ
 """
 import json, sys, tempfile, time
 from pathlib import Path
-import pandas as pd
 import torch
 from eb_study.compare import CompareGrid, compare
 from eb_study.ebtrain import EBConfig

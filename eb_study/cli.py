@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #60d4437f
 from __future__ import annotations
-import argparse, dataclasses, os, sys, types, typing
+import argparse, dataclasses, sys, types, typing
 from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train

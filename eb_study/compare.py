@@ -19,7 +19,7 @@ from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask, unstructured_mask
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
-from .store import nondefault_fields, atomic_write, load_checkpoint, load_json, save_checkpoint, save_json, stage_spec, stage_dir
+from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, stage_spec, stage_dir
 from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
 
@@ -55,7 +55,7 @@ class Cells:
     "The shared state of one comparison: recipe, data, loaders per seed, and the shared stages, run on first use."
     def __init__(self, cfg: EBConfig, grid: CompareGrid, root: Path, device='cpu', progress=False, download=False):
         self.cfg, self.grid, self.root, self.device, self.progress = cfg, grid, Path(root), resolve_device(device), progress
-        per_method = {k: v for k, v in nondefault_fields(cfg, ('init', 'search_bits', 'retrain_bits')).items()}
+        per_method = nondefault_fields(cfg, ('init', 'search_bits', 'retrain_bits'))
         if per_method:  # else `eb` and `eb-reinit` (or `eb-lf` and `eb-ll`) would be one run in one folder
             raise ValueError(f"the grid sets {', '.join(per_method)} per method (eb-reinit, eb-lf, eb-ll): leave it at its default in the recipe")
         self.data = load_data(cfg.dataset, download=download)

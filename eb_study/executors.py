@@ -4,7 +4,7 @@
 
 # %% ../nbs/14a_executors.ipynb #4b4621e3
 from __future__ import annotations
-import dataclasses, math, os, re, shutil, sys
+import math, re, shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator

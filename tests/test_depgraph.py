@@ -4,11 +4,10 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 pytest.importorskip('torch_pruning')
 from conftest import run_script, results
-from eb_study.depgraph import prune_graph, group_mask, coupled_groups
+from eb_study.depgraph import prune_graph, coupled_groups
 from eb_study.masking import bn_layers, channel_mask, apply_mask, masks_equal
 from eb_study.models import vgg, preresnet, get_model, build_model, save_model, load_model
 from eb_study.prune import prune_channels, count_flops, count_params, effective_mask

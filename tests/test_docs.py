@@ -1,6 +1,6 @@
 """The documentation site (`mkdocs build -f nbs/mkdocs.yml`): its page order, its link checker, and the built site
 opened in headless Chromium (Debian's `chromium`, driven by Playwright without a browser download)."""
-import http.server, importlib.util, json, os, shutil, subprocess, sys, threading
+import http.server, importlib.util, json, os, subprocess, sys, threading
 from functools import partial
 from pathlib import Path
 
