@@ -260,7 +260,10 @@ class DeviceLoader:
         r, w = (self.shard or (rank(), world_size())) if self.train else (0, 1)  # evaluation: every process sees everything
         if self.batch_size % w: raise ValueError(f"batch_size {self.batch_size} does not split into {w} equal shards, one per process")
         for b in range(nb):
-            j = torch.arange(b * self.batch_size, min((b + 1) * self.batch_size, n), device=dev).tensor_split(w)[r]  # positions
+            lo = b * self.batch_size
+            q, extra = divmod(min(self.batch_size, n - lo), w)
+            start = lo + r * q + min(r, extra)
+            j = slice(start, start + q + (r < extra))  # shard r of the batch's positions, as `tensor_split` cuts them
             idx = order[j]
             xb = self.x[idx]
             if self.train: xb = crop_flip(xb, shift[0, j], shift[1, j], flip[j], self.pad)

@@ -131,12 +131,13 @@ def train_epoch(self: Trainer) -> tuple[float, float]:
         opt.step()
         self._call('after_step')
         loss_sum += loss.detach() * len(y); correct += (out.argmax(1) == y).sum(); n += len(y)
-    loss_sum, correct, n = all_sum(loss_sum), all_sum(correct), int(all_sum(torch.tensor(n)))  # over all processes' shards
-    loss = loss_sum.item() / n
+    sums = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(n), device=self.device, dtype=torch.float64)])
+    loss_sum, correct, n = all_sum(sums).tolist()  # over all processes' shards, in one call
+    loss = loss_sum / n
     if not math.isfinite(loss):
         raise FloatingPointError(f"{self.desc}: training loss is {loss} in epoch {self.epoch + 1}; "
                                  f"lower the learning rate (now {lr_at(self.cfg, self.epoch)}) or check the data")
-    return loss, correct.item() / n
+    return loss, correct / n
 
 @patch
 @torch.no_grad()
