@@ -15,6 +15,13 @@ def run_script(name, *args, check=True, **kw):
     return r
 
 
+def clean_error(r, *messages: str) -> None:
+    """`r`, a finished command, stopped with exit code 2 and a message holding each of `messages`, with no traceback."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    for m in messages: assert m in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr, r.stderr
+
+
 def run_folder(stdout: str) -> Path:
     """The run folder an `eb-study` summary names on its 'run folder' line."""
     return Path(next(l for l in stdout.splitlines() if l.strip().startswith('run folder')).split()[-1])
