@@ -9,14 +9,17 @@ from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train
 from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder, report
+from .settings import Settings
+from .report import summary
+from .studies import STUDIES, list_studies, run_study
 from .compare import CompareGrid, GRID_FIELDS, table2
 from .executors import ExecutorConfig, GridError, run_grid
 from .dist import init_distributed, is_main, launched
 from .train import resolve_device
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SKIP', 'add_dataclass_options', 'from_options', 'summary', 'train_command', 'rethink_command',
-           'compare_command', 'arg_parser', 'main', 'rethinking_main']
+__all__ = ['COMMANDS', 'SKIP', 'add_dataclass_options', 'from_options', 'train_command', 'rethink_command', 'compare_command',
+           'StudyOptions', 'study_command', 'arg_parser', 'main', 'rethinking_main']
 
 # %% ../nbs/10_cli.ipynb #7eaa7021
 def _converter(tp):
@@ -38,20 +41,25 @@ def _converter(tp):
         return values
     return tp
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls,
-                          skip=(),  # fields that are not options (set otherwise)
-                         ) -> None:
-    "Add one option per field of dataclass `cls` to `parser`, with the field's type, default and comment."
+def _options(parser: argparse.ArgumentParser, cls, names, skip) -> None:
     hints, docs = typing.get_type_hints(cls), docments(cls)
     group = parser.add_argument_group(cls.__name__, (cls.__doc__ or '').strip())
     for f in dataclasses.fields(cls):
-        if f.name in skip: continue
+        if f.name in skip or f.name not in names: continue
         conv, default = _converter(hints[f.name]), f.default
         shown = ','.join(map(str, default)) if isinstance(default, tuple) else default
         text = f"{docs.get(f.name) or ''} (default: {shown})".replace('%', '%%')  # argparse formats help with %
         kw = dict(dest=f.name, default=default, help=text)
         if conv is None: group.add_argument('--' + f.name.replace('_', '-'), action=argparse.BooleanOptionalAction, **kw)
         else: group.add_argument('--' + f.name.replace('_', '-'), type=conv, metavar=f.name.upper(), **kw)
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls,
+                          skip=(),  # fields that are not options (set otherwise)
+                         ) -> None:
+    "Add one option per field of dataclass `cls` to `parser`, with the field's type, default and comment; a composition of settings groups gets one section per group."
+    if issubclass(cls, Settings) and len(cls.groups()) > 1:
+        for g in cls.groups(): _options(parser, g, vars(g)['__annotations__'], skip)
+    else: _options(parser, cls, [f.name for f in dataclasses.fields(cls)], skip)
 
 def from_options(cls, ns: argparse.Namespace, skip=()):
     "An instance of dataclass `cls` from the parsed options `ns`; the fields in `skip` keep their defaults."
@@ -72,75 +80,6 @@ def _spelling(arg: str) -> str:  # --retrain_epochs=3 -> --retrain-epochs=3; val
     name, eq, value = arg.partition('=')
     return name.replace('_', '-') + eq + value
 
-# %% ../nbs/10_cli.ipynb #dfdd166f
-def _fmt_int(n) -> str:
-    for unit, d in (('P', 1e15), ('T', 1e12), ('G', 1e9), ('M', 1e6), ('k', 1e3)):
-        if abs(n) >= d: return f'{n / d:.3g}{unit}'
-    return str(n)
-
-def _stage_rows(res: dict) -> list[str]:
-    st = res['stages']
-    num = lambda v, f: 'n/a' if v is None else f(v)
-    rows = [f"  {'stage':<13}{'epochs':>7}{'bits':>6}{'train FLOPs':>13}{'bit-ops':>10}{'wall time':>11}{'energy':>10}"]
-    total = lambda k, stages: dict(epochs=sum(st[s]['epochs'] for s in stages), bits=None, train_flops=res[f'train_flops_{k}'],
-                                   train_bitops=res[f'train_bitops_{k}'], wall_s=res[f'wall_s_{k}'], energy_j=res[f'energy_j_{k}'])
-    lines = [('search', st['search']), ('retrain', st['retrain']), ('EB Train', total('eb', ('search', 'retrain')))]
-    if 'ns_sparse' in st:
-        lines += [('NS sparse', st['ns_sparse']), ('NS fine-tune', st['ns_finetune']), ('NS', total('ns', ('ns_sparse', 'ns_finetune')))]
-    if 'dense' in st: lines.append(('dense', st['dense']))
-    for name, c in lines:
-        rows.append(f"  {name:<13}{c['epochs']:>7}{'' if c['bits'] is None else c['bits']:>6}{_fmt_int(c['train_flops']):>13}"
-                    f"{_fmt_int(c['train_bitops']):>10}{num(c['wall_s'], lambda v: f'{v:.1f} s'):>11}"
-                    f"{num(c['energy_j'], lambda v: f'{v / 1000:.3g} kJ'):>10}")
-    if all(c['energy_j'] is None for _, c in lines):
-        rows.append("  energy: not measured (measured only on NVIDIA GPUs, from the driver's energy counter)")
-    note = "  bit-ops = FLOPs x word length (linear cost model)"
-    if any(c['bits'] is not None and c['bits'] < 16 for _, c in lines):
-        note += "; low precision is simulated in fp32, so its wall time is not a saving"
-    rows.append(note)
-    return rows
-
-def _versus(res: dict, key: str, fmt, better: str = 'saved') -> str:
-    "EB Train's figure `key`, then network slimming's and the dense baseline's, each with EB Train's ratio to it."
-    eb = res[f'{key}_eb']
-    out = f"EB Train {fmt(eb)}"
-    for label, k in (('NS', f'{key}_ns'), ('dense', f'{key}_dense')):
-        v = res.get(k)
-        if v is not None: out += f"   {label} {fmt(v)} ({v / eb:.2f}x {better})" if eb else f"   {label} {fmt(v)}"
-    return out
-
-def summary(res: dict) -> str:
-    "The human-readable summary of a run's `results.json`: EB Train against network slimming (NS) and the dense baseline."
-    pct = lambda a: 'n/a' if a is None else f'{100 * a:.2f}%'
-    ratio = lambda a, b: f'{a / b:.2f}x' if a and b else 'n/a'
-    eb = ', '.join(f'p={r}: ' + (f'epoch {e}' if e else 'not emerged') for r, e in res['eb_epochs'].items())
-    bits = lambda k: f"{res.get(k) or 32}-bit"
-    retrain = (f"{res['retrain_epochs']} epochs, " + ("the rest of the search's schedule" if res.get('retrain') == 'rest'
-                                                       else 'a fresh schedule'))
-    acc = f"EB Train {pct(res['ticket_acc'])}" + (f"   NS {pct(res['ns_acc'])}" if res.get('ns_acc') is not None else '') \
-          + (f"   dense {pct(res['dense_acc'])}" if res.get('dense_acc') is not None else '')
-    lines = [
-        f"EB Train, {res['epochs']}-epoch schedule, ticket p={res['ratio']} retrained from '{res['init']}' weights on {res['device']}",
-        f"  EB epoch             {eb}",
-        f"  search               {res['search_epochs']} of {res['epochs']} epochs ({res['search_epochs'] / res['epochs']:.0%}),"
-        f" {bits('search_bits')}; retraining {retrain}, {bits('retrain_bits')}",
-        f"  accuracy             {acc}",
-        f"  parameters           {_fmt_int(res['params_before'])} -> {_fmt_int(res['params_after'])}"
-        f" ({ratio(res['params_before'], res['params_after'])} smaller)",
-        f"  inference FLOPs      {_fmt_int(res['flops_before'])} -> {_fmt_int(res['flops_after'])} per image"
-        f" ({ratio(res['flops_before'], res['flops_after'])} fewer)",
-        f"  training FLOPs       {_versus(res, 'train_flops', _fmt_int)}",
-        f"  training bit-ops     {_versus(res, 'train_bitops', _fmt_int)}",
-    ]
-    if res.get('energy_j_eb') is not None:
-        lines.append(f"  energy (GPU)         {_versus(res, 'energy_j', lambda v: f'{v / 1000:.3g} kJ')}")
-    lines.append(f"  wall time            {_versus(res, 'wall_s', lambda v: f'{v:.1f} s', 'speed-up')}")
-    if res.get('epoch_s_dense'):
-        lines.append(f"  epoch time           ticket {res['epoch_s_ticket']:.2f} s   dense {res['epoch_s_dense']:.2f} s"
-                     f" ({ratio(res['epoch_s_dense'], res['epoch_s_ticket'])} faster, for {ratio(res['flops_before'], res['flops_after'])} fewer FLOPs)")
-    lines += [*_stage_rows(res), f"  run folder           {res['out']}"]
-    return '\n'.join(lines)
-
 # %% ../nbs/10_cli.ipynb #0c0226e4
 def train_command(cfg: EBConfig, out=None, device='auto', quiet=False, download=False) -> dict:
     "Run EB Train for `cfg` and print its summary."
@@ -151,9 +90,9 @@ def train_command(cfg: EBConfig, out=None, device='auto', quiet=False, download=
 def rethink_command(cfg: RethinkConfig, grid: RethinkGrid, out=None, device='auto', quiet=False, download=False):
     "Run Liu et al.'s comparison for `cfg` over `grid`; print the summary table, write it and the figure."
     df = rethink_compare(cfg, grid, out, device, progress=not quiet and sys.stderr.isatty(), download=download)
-    folder = run_folder(cfg, out)
+    folder = run_folder(out)
     table = report(df, folder, f'({cfg.arch}, {Path(cfg.dataset).name})')
-    print(table.to_string()); print(f"results: {folder / 'results.csv'}")
+    print(table.to_string()); print(f"results: {folder / 'rethink.csv'}")
     return df
 
 def compare_command(cfg: EBConfig, grid: CompareGrid, ex: ExecutorConfig = ExecutorConfig(), out=None, device='auto',
@@ -167,14 +106,33 @@ def compare_command(cfg: EBConfig, grid: CompareGrid, ex: ExecutorConfig = Execu
     print(f"results: {Path(out or 'runs/compare') / 'results.csv'}")
     return df
 
+@dataclasses.dataclass
+class StudyOptions:
+    "Which study to run, and how (`eb_study.studies`)."
+    study: str | None = None  # the study to run, a name from --list; also the first argument: eb-study study table2
+    list: bool = False  # name every study, its notebook and claim, and stop
+    tiny: bool = False  # the tiny configuration: minutes on a CPU, the mechanics, not the science
+    runs: str | None = None  # where the stage folders go (default: runs/STUDY); --out: where the results files go (default: results/STUDY)
+
+def study_command(opts: StudyOptions, ex: ExecutorConfig = ExecutorConfig(), out=None, device='auto', quiet=False, download=False):
+    "Run a declared study (its grid's jobs on `ex`) and write the results files its notebook reads; or list the studies."
+    if opts.list: print(list_studies()); return
+    if opts.study is None: raise ValueError("name a study: eb-study study NAME (eb-study study --list names them)")
+    if download: raise ValueError("studies read their data by name and never download")
+    folder = run_study(opts.study, out, opts.runs, opts.tiny, ex, str(resolve_device(device)))
+    print(f"study {opts.study}{' (tiny)' if opts.tiny else ''}: results in {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
+    return folder
+
 COMMANDS = {  # name -> (configuration dataclasses, function, description)
     'train': ((EBConfig,), train_command, "EB Train (You et al., ICLR 2020): search, prune, retrain, and a dense baseline"),
     'rethink': ((RethinkConfig, RethinkGrid), rethink_command,
                 "Winning ticket vs random re-initialisation after pruning (Liu et al., ICLR 2019)"),
     'compare': ((EBConfig, CompareGrid, ExecutorConfig), compare_command,
                 "Table 2 of You et al.: EB Train against network slimming, the lottery ticket, SNIP and ThiNet"),
+    'study': ((StudyOptions, ExecutorConfig), study_command,
+              "Run a declared study (the configuration behind a study notebook's committed results), or --list them"),
 }
-SKIP = {('compare', EBConfig): GRID_FIELDS}  # fields a sub-command sets itself, per configuration class
+SKIP = {('compare', EBConfig): GRID_FIELDS, ('rethink', RethinkConfig): ('lr',)}  # fields a sub-command sets itself (the grid's)
 
 def arg_parser(name: str = 'train', prog: str | None = None) -> argparse.ArgumentParser:
     "The argument parser of sub-command `name`: the fields of its configuration dataclasses and the running options."
@@ -190,6 +148,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     "The `eb-study` command: `eb-study [train] [options]`, `eb-study rethink [options]` or `eb-study compare [options]`."
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv.pop(0) if argv and argv[0] in COMMANDS else 'train'
+    if name == 'study' and argv and not argv[0].startswith('-'): argv = ['--study', *argv]  # eb-study study NAME
     p = arg_parser(name, prog)
     ns = p.parse_args([_spelling(str(a)) for a in argv])
     classes, func, _ = COMMANDS[name]

@@ -12,21 +12,23 @@ import pandas as pd
 import torch
 from .cost import stage_hooks
 from .data import load_data, get_loaders
-from .ebtrain import (EBConfig, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, ns_stages, stage_dirs,
-                              stage_cost, COMMON_FIELDS)
-from .masking import channel_mask
+from .cost import stage_cost, total
+from .ebtrain import (EBConfig, Recipe, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
+                              ns_stages, oneshot_stage, stage_dirs, drawn_ticket)
+from .report import si
+from .masking import channel_mask, check_ratio
 from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
-from .scores import score_mask, unstructured_mask
+from .scores import score_mask
+from .settings import Ticket, Retraining
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
 from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, stage_spec, stage_dir
 from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'COLUMNS', 'CompareGrid', 'Cells', 'lottery_ticket_net',
-           'snip_batch', 'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job', 'write_results', 'compare', 'table2',
-           'draw_at']
+__all__ = ['GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'COLUMNS', 'CompareGrid', 'Cells', 'lt_dirs', 'snip_batch',
+           'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job', 'write_results', 'compare', 'table2', 'draw_at']
 
 # %% ../nbs/14_compare.ipynb #417dcffa
 @dataclass
@@ -40,8 +42,7 @@ class CompareGrid:
         self.methods, self.ratios, self.seeds = tuple(self.methods), tuple(float(r) for r in self.ratios), tuple(self.seeds)
         for m in self.methods:
             if m not in METHODS: raise ValueError(f"unknown method {m!r}; valid names: {', '.join(METHODS)}")
-        for r in self.ratios:
-            if not 0 < r < 1: raise ValueError(f"pruning ratio must be in (0, 1), got {r}")
+        self.ratios = tuple(check_ratio(r, ' in ratios') for r in self.ratios)
         if not self.methods or not self.ratios: raise ValueError("the grid needs at least one method and one ratio")
         if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
             raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
@@ -82,21 +83,19 @@ class Cells:
     def dense(self, seed: int) -> tuple[Path, dict]:
         "The dense training of `seed` (no sparsity): shared by `lt`, `thinet` and the dense reference."
         cfg = self.config(seed, self.grid.ratios[0])
-        d = stage_dirs(cfg, self.root, create=('dense',))['dense']
+        d = dense_dir(cfg, self.root)
         return d, dense_stage(cfg, self.data, self.loaders(seed), d, self.device, self.progress)
 
     def trained_dense(self, seed: int):
-        d, _ = self.dense(seed)
-        net = get_model(self.cfg.arch, self.data.num_classes, self.cfg.width)
-        net.load_state_dict(load_checkpoint(d / 'checkpoint.pt')['model'])
-        return net
+        "The trained dense network of `seed` (its stage's `model.pt`)."
+        return load_model(self.dense(seed)[0] / 'model.pt')
 
     def cost(self, res: dict, step: int) -> dict: return stage_cost(res, res['epochs'], self.n_train, step)
 
 # %% ../nbs/14_compare.ipynb #d881cdcb
 def _row(acc, costs: list[dict], sparse_flops: int | None = None, **extra) -> dict:
     "A result row from the method's final accuracy and the cost of each of its stages."
-    tot = lambda k: None if any(c[k] is None for c in costs) else sum(c[k] for c in costs)
+    tot = lambda k: total(*(c[k] for c in costs))
     flops = tot('train_flops')
     return dict(acc=acc, train_flops=flops, train_flops_sparse=flops if sparse_flops is None else sparse_flops,
                 wall_s=tot('wall_s'), energy_j=tot('energy_j'), epochs=sum(c['epochs'] for c in costs), **extra)
@@ -118,10 +117,6 @@ def _ns(cells: Cells, seed: int, ratio: float) -> dict:
                 flops_after=prune['flops_after'], epoch_s=statistics.median(tune['epoch_time_s']))
 
 # %% ../nbs/14_compare.ipynb #92cc3fde
-def lottery_ticket_net(cells: Cells, seed: int, mask: dict) -> torch.nn.Module:
-    "θ0 of `seed` with the weight `mask` attached: the lottery ticket at the start of its retraining."
-    return apply_weight_mask(get_model(cells.cfg.arch, cells.data.num_classes, cells.cfg.width, seed=seed), mask)
-
 def _masked_training(cells: Cells, seed: int, d: Path, net, desc: str) -> tuple[dict, int]:
     "Train the weight-masked `net` for the retraining length in `d`; its result and the ideal (sparse) step FLOPs."
     cfg = cells.config(seed, cells.grid.ratios[0])
@@ -130,27 +125,35 @@ def _masked_training(cells: Cells, seed: int, d: Path, net, desc: str) -> tuple[
                     result=lambda t: dict(sparse_forward=sparse_flops(t.model, cells.size), sparsity=weight_sparsity(t.model)))
     return res, round(cells.step_dense * res['sparse_forward'] / cells.forward_dense)
 
+def lt_dirs(cells: Cells, seed: int, ratio: float) -> tuple[Path, Path]:
+    "The folders of the lottery ticket of `seed` at `ratio`: its one-shot pruning and its retraining."
+    cfg = cells.config(seed, ratio, init='rewind')
+    dp = stage_dir(cells.root, stage_spec('oneshot', Ticket.of(cfg), parent=dense_dir(cfg, cells.root), pruning='unstructured'))
+    return dp, stage_dir(cells.root, stage_spec('retrain', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))
+
 def _lt(cells: Cells, seed: int, ratio: float) -> dict:
     "The lottery ticket: dense training, global magnitude pruning of the conv weights, rewind to θ0, retraining."
-    dense_dir, dense = cells.dense(seed)
-    d = stage_dir(cells.root, stage_spec('lt', cells.config(seed, ratio), ('ratio', 'retrain_epochs', 'retrain_lr'), parent=dense_dir))
-    if not (d / 'mask.pt').exists(): save_checkpoint(unstructured_mask(cells.trained_dense(seed), ratio), d / 'mask.pt')
-    res, step_sparse = _masked_training(cells, seed, d, lottery_ticket_net(cells, seed, load_checkpoint(d / 'mask.pt')), 'LT retrain')
+    dense_dir_, dense = cells.dense(seed)
+    cfg = cells.config(seed, ratio, init='rewind', retrain='full', retrain_bits=None)
+    dp, dr = lt_dirs(cells, seed, ratio)
+    pr = oneshot_stage(cfg, cells.data, dense_dir_, dp, 'unstructured')
+    res = retrain_stage(cfg, cells.loaders(seed), dp, dr, cells.device, cells.progress)
+    step_sparse = round(cells.step_dense * pr['flops_after'] / cells.forward_dense)
     dc, rc = cells.cost(dense, cells.step_dense), cells.cost(res, cells.step_dense)   # unstructured: dense FLOPs
     return _row(res['test_acc'], [dc, rc], sparse_flops=dc['train_flops'] + cells.n_train * res['epochs'] * step_sparse,
-                flops_after=res['sparse_forward'], epoch_s=statistics.median(res['epoch_time_s']))
+                flops_after=pr['flops_after'], epoch_s=statistics.median(res['epoch_time_s']))
 
 # %% ../nbs/14_compare.ipynb #82fe94ad
 def snip_batch(cells: Cells, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     "The first training batch of `seed`'s first epoch, as the training loader makes it (shuffled, augmented)."
-    tr = cells.loaders(seed)[0]
-    tr.set_epoch(0)  # the engine sets the epoch before every epoch it trains, so this changes nothing else
+    tr = get_loaders(cells.data, batch_size=cells.cfg.batch_size, device=cells.device, seed=seed)[0]  # its own: the shared one is untouched
+    tr.set_epoch(0)
     return next(iter(tr))
 
 def _snip(cells: Cells, seed: int, ratio: float) -> dict:
     "SNIP: connection sensitivity at initialisation on one batch, global, and one training of the sparse network."
     cfg = cells.config(seed, ratio)
-    d = stage_dir(cells.root, stage_spec('snip', cfg, COMMON_FIELDS + ('ratio', 'retrain_epochs', 'retrain_lr')))
+    d = stage_dir(cells.root, stage_spec('snip', Recipe.of(cfg), Ticket.of(cfg), Retraining.of(cfg, retrain='full', retrain_bits=None)))
     theta0 = get_model(cfg.arch, cells.data.num_classes, cfg.width, seed=seed)
     if not (d / 'mask.pt').exists(): save_checkpoint(score_mask(theta0, ratio, 'snip', batch=snip_batch(cells, seed)), d / 'mask.pt')
     res, step_sparse = _masked_training(cells, seed, d, apply_weight_mask(theta0, load_checkpoint(d / 'mask.pt')), 'SNIP')
@@ -163,7 +166,7 @@ def _thinet(cells: Cells, seed: int, ratio: float) -> dict:
     "ThiNet: dense training, greedy layer-by-layer channel selection on the next layer's output, fine-tuning."
     dense_dir, dense = cells.dense(seed)
     cfg = cells.config(seed, ratio)
-    dp = stage_dir(cells.root, stage_spec('thinet-prune', cfg, ('ratio',), parent=dense_dir))
+    dp = stage_dir(cells.root, stage_spec('thinet-prune', Ticket.of(cfg), parent=dense_dir))
     if not (dp / 'ticket.pt').exists():
         tr = cells.loaders(seed)[0]
         images = [((tr.x[i:i + 64].float() - tr.mean) / tr.std) for i in range(0, 256, 64)]
@@ -171,7 +174,7 @@ def _thinet(cells: Cells, seed: int, ratio: float) -> dict:
         save_model(prune_channels(trained, thinet_mask(trained, ratio, images, seed=seed)), dp / 'ticket.pt')
     ticket = load_model(dp / 'ticket.pt')
     step = training_flops(ticket, cells.size)
-    dr = stage_dir(cells.root, stage_spec('thinet-finetune', cfg, ('retrain_epochs', 'retrain_lr'), parent=dp))
+    dr = stage_dir(cells.root, stage_spec('thinet-finetune', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))
     tune = fit_stage(dr, ticket, cells.loaders(seed), cfg.train_config(cfg.retrain_epochs, retrain=True), cells.device,
                      stage_hooks(cells.device), cells.progress, 'ThiNet fine-tune')
     return _row(tune['test_acc'], [cells.cost(dense, cells.step_dense), cells.cost(tune, step)],
@@ -234,8 +237,7 @@ def grid_jobs(grid: CompareGrid) -> tuple[list[Job], list[Job]]:
 
 def cell_dir(cells: Cells, job: Job) -> Path:
     "The folder of a cell's result row, keyed by the recipe, the grid's ratios and the cell."
-    spec = stage_spec('cell', cells.config(job.seed, job.ratio), [f.name for f in dataclasses.fields(cells.cfg)])
-    return stage_dir(cells.root, {**spec, 'method': job.method})
+    return stage_dir(cells.root, stage_spec('cell', cells.config(job.seed, job.ratio), method=job.method))
 
 def run_job(cells: Cells, job: Job) -> dict | None:
     "Run `job`, resuming whatever it finds done; a cell returns its result row (also written to its `row.json`)."
@@ -246,7 +248,6 @@ def run_job(cells: Cells, job: Job) -> dict | None:
                epoch_s_dense=statistics.median(dense['epoch_time_s']), dense_acc=dense['test_acc'])
     save_json(row, cell_dir(cells, job) / 'row.json')
     return row
-
 
 # %% ../nbs/14_compare.ipynb #873988de
 COLUMNS = ['method', 'ratio', 'seed', 'acc', 'train_flops', 'train_flops_sparse', 'wall_s', 'energy_j', 'eb_epoch', 'epochs',
@@ -275,19 +276,13 @@ def compare(cfg: EBConfig,  # the recipe: data, model, schedule, EB search and r
 def _fmt_range(s: pd.Series) -> str:
     return f"{100 * s.mean():.2f}" + (f" ({100 * s.min():.2f}–{100 * s.max():.2f})" if len(s) > 1 else '')
 
-def _si(v) -> str:
-    if v is None or pd.isna(v): return 'n/a'
-    for unit, d in (('P', 1e15), ('T', 1e12), ('G', 1e9)):
-        if abs(v) >= d: return f'{v / d:.3g}{unit}'
-    return f'{v:.3g}'
-
 def table2(df: pd.DataFrame, eb: str = 'eb') -> pd.DataFrame:
     "Table 2 of You et al. from `results.csv`: accuracy (min–max over seeds), training FLOPs, time and energy per method and ratio."
     order = [m for m in METHODS if m in set(df.method)]
     df = df.assign(energy_j=pd.to_numeric(df.energy_j))  # all empty where not measured
     g = df.groupby(['method', 'ratio'])
     t = pd.DataFrame({'acc % (min–max)': g.acc.apply(_fmt_range), 'seeds': g.size(),
-                      'train FLOPs': g.train_flops.mean().map(_si), 'ideal sparse FLOPs': g.train_flops_sparse.mean().map(_si),
+                      'train FLOPs': g.train_flops.mean().map(si), 'ideal sparse FLOPs': g.train_flops_sparse.mean().map(si),
                       'wall s': g.wall_s.mean().map(lambda v: f'{v:.1f}'),
                       'energy kJ': (g.energy_j.mean() / 1000).map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')})
     t = t.reindex(pd.MultiIndex.from_product([order, sorted(df.ratio.unique())], names=['method', 'ratio'])).dropna(how='all')
@@ -312,12 +307,12 @@ def draw_at(cells: Cells, seed: int, ratio: float, epoch: int, **kw) -> dict:
     if epoch == search['epochs'] and not kw: return dict(_ns(cells, seed, ratio), drawn_at=epoch, eb_epoch=eb)
     src = d / f'weights_epoch{epoch}.pt'
     if not src.exists(): raise ValueError(f"the search {d.name} saved no weights after epoch {epoch}: run it with Snapshot(..., [{epoch}])")
-    dp = stage_dir(cells.root, stage_spec('draw-prune', cfg, ('ratio', 'round_to', 'init'), parent=d) | dict(epoch=epoch))
+    dp = stage_dir(cells.root, stage_spec('draw-prune', Ticket.of(cfg), parent=d, epoch=epoch))
     if not (dp / 'result.json').exists():
         w = get_model(cfg.arch, cells.data.num_classes, cfg.width); w.load_state_dict(load_checkpoint(src))
-        save_checkpoint(dict(model=w.state_dict(), config=w.config, epoch=epoch, mask=channel_mask(w, ratio)), dp / 'drawn.pt')
+        save_checkpoint(drawn_ticket(w, channel_mask(w, ratio), epoch), dp / 'drawn.pt')
     prune = prune_stage(cfg, cells.data, d, dp, ticket=dp / 'drawn.pt')
-    dr = stage_dir(cells.root, stage_spec('draw-retrain', cfg, ('retrain', 'retrain_epochs', 'retrain_lr'), parent=dp))
+    dr = stage_dir(cells.root, stage_spec('draw-retrain', Retraining.of(cfg), parent=dp))
     res = retrain_stage(cfg, cells.loaders(seed), dp, dr, cells.device, cells.progress)
     costs = [stage_cost(search, epoch, cells.n_train, cells.step_dense), cells.cost(res, prune['step_flops_after'])]
     return _row(res['test_acc'], costs, eb_epoch=eb, drawn_at=epoch, flops_after=prune['flops_after'],

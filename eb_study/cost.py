@@ -10,7 +10,7 @@ from .train import Hook, Trainer
 from .lowprec import LowPrecision, LPConfig
 
 # %% auto #0
-__all__ = ['bitops', 'energy_counter', 'EnergyMeter', 'stage_energy', 'stage_hooks']
+__all__ = ['bitops', 'energy_counter', 'EnergyMeter', 'stage_energy', 'stage_hooks', 'total', 'stage_cost']
 
 # %% ../nbs/07b_cost.ipynb #a5b6f527
 def bitops(flops: int, bits: int) -> int:
@@ -60,3 +60,16 @@ def stage_hooks(device, bits: int | None = None,  # simulated word length (None:
     "The hooks that measure a stage: an `EnergyMeter` where `device` has an energy counter, `LowPrecision` for `bits`."
     read = energy_counter(device)
     return ([LowPrecision(LPConfig.bits(bits), seed)] if bits else []) + ([EnergyMeter(read)] if read else [])
+
+# %% ../nbs/07b_cost.ipynb #82e8c5fb
+def total(*xs):
+    "The sum of `xs`, or `None` if any of them is `None` (not measured)."
+    return None if any(x is None for x in xs) else sum(xs)
+
+def stage_cost(res: dict, epochs: int, images: int, step_flops: int) -> dict:
+    "The cost of the first `epochs` epochs of the stage whose `result.json` is `res`."
+    flops = images * epochs * step_flops
+    energy = res.get('epoch_energy_j') or [None]
+    return dict(epochs=epochs, bits=res['bits'], train_flops=flops, train_bitops=bitops(flops, res['bits']),
+                wall_s=float(sum(res['epoch_time_s'][:epochs])),
+                energy_j=None if None in energy else float(sum(energy[:epochs])))

@@ -16,8 +16,8 @@ from .dist import rank, world_size
 
 # %% auto #0
 __all__ = ['NPZ_KEYS', 'IMAGE_SUFFIXES', 'DATASETS', 'SUBSET_NAME', 'channel_stats', 'ImageData', 'digits_data', 'data_root',
-           'cifar_data', 'npz_data', 'folder_data', 'load_data', 'cifar10_subset', 'head_npz', 'crop_flip',
-           'DeviceLoader', 'get_loaders']
+           'cifar_data', 'npz_data', 'folder_data', 'load_data', 'cifar10_subset', 'subset_data', 'head_npz',
+           'crop_flip', 'DeviceLoader', 'get_loaders']
 
 # %% ../nbs/04_data.ipynb #ab3e8a66
 def channel_stats(x: Tensor,  # uint8 images N×C×H×W
@@ -180,6 +180,14 @@ def cifar10_subset(start: str | os.PathLike | None = None,  # where to start loo
     here = Path(start or Path.cwd()).resolve()
     return next((d / 'shared' / 'data' / SUBSET_NAME for d in (here, *here.parents)
                  if (d / 'shared' / 'data' / SUBSET_NAME).is_file()), None)
+
+def subset_data(root=None, download=False) -> ImageData:
+    "The shared CIFAR-10 subset as the registered dataset `'cifar10_subset'` (a name, so run folders and results do not record a machine's path)."
+    p = cifar10_subset()
+    if p is None: raise FileNotFoundError(f"the shared CIFAR-10 subset ({SUBSET_NAME}) is not in shared/data/ above the working directory; set $EB_STUDY_SUBSET to its path")
+    return npz_data(p)
+
+DATASETS['cifar10_subset'] = subset_data
 
 # %% ../nbs/04_data.ipynb #78cc9818
 def head_npz(dataset: str,  # anything `load_data` reads

@@ -10,9 +10,10 @@ import torchvision
 import torch_pruning as tp
 from torch import nn
 from .masking import Mask, bn_layers, bn_scales, check_mask, apply_mask, even_blocks, min_per_block
+from .models import TORCHVISION
 
 # %% auto #0
-__all__ = ['TORCHVISION', 'coupled_groups', 'conv_blocks', 'group_mask', 'prune_graph', 'cifar_stem', 'torchvision_net']
+__all__ = ['coupled_groups', 'conv_blocks', 'group_mask', 'prune_graph', 'cifar_stem', 'torchvision_net']
 
 # %% ../nbs/05d_depgraph.ipynb #e5b9b197
 def _is_grouped(m: nn.Module) -> bool:
@@ -150,9 +151,6 @@ def prune_graph(model: nn.Module,  # a CNN whose BN layers follow convolutions
     return net.train(model.training)
 
 # %% ../nbs/05d_depgraph.ipynb #bee6ae69
-TORCHVISION = ('resnet18', 'resnet34', 'resnet50', 'resnext50_32x4d', 'mobilenet_v2', 'efficientnet_b0',
-               'regnet_x_400mf', 'regnet_y_400mf')  # checked below
-
 def cifar_stem(net: nn.Module) -> nn.Module:
     "Adapt torchvision `net` to 32×32 inputs in place: ResNet gets a 3×3 stride-1 stem without max-pool, others a stride-1 first conv."
     if isinstance(net, torchvision.models.ResNet):

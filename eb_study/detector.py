@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Sequence
 import math
 from torch import nn, Tensor
-from .masking import channel_mask
+from .masking import channel_mask, check_ratio
 from .distance import as_flat_mask, mask_distance
 
 # %% auto #0
@@ -74,9 +74,7 @@ class EarlyBird:
     def __init__(self, ratios: float | Sequence[float] = (0.3, 0.5, 0.7),  # channel pruning ratios to watch
                  length: int = 5, threshold: float = 0.1, mode: str = 'newest',  # see `EBQueue`
                  keep_masks: bool = False):  # also record every epoch's mask per ratio
-        ratios = [float(ratios)] if isinstance(ratios, (int, float)) else [float(r) for r in ratios]
-        for r in ratios:
-            if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r}")
+        ratios = [check_ratio(ratios)] if isinstance(ratios, (int, float)) else [check_ratio(r, ' in ratios') for r in ratios]
         if not ratios or len(set(ratios)) != len(ratios): raise ValueError(f"need distinct ratios, got {ratios}")
         self.queues = {r: EBQueue(length, threshold, mode) for r in ratios}
         self.keep_masks, self.masks = keep_masks, {r: [] for r in ratios}

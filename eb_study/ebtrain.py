@@ -8,89 +8,49 @@ import csv, dataclasses, statistics, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from .cost import bitops, stage_hooks
+from .cost import bitops, stage_hooks, stage_cost
+from .report import summarise, plot_run
 from .data import load_data, get_loaders
 from .detector import EarlyBird
-from .lowprec import LPConfig
 from .dist import barrier, is_main
 from .masking import bn_scales, channel_mask, channel_scores, expand_mask, flatten_mask, round_mask
-from .models import get_model, build_model, save_model, load_model, MODELS
+from .models import get_model, build_model, save_model, load_model
 from .prune import count_params, count_flops, training_flops, effective_mask
-from .retrain import make_ticket, INITS
+from .retrain import make_ticket, reinit_seed
+from .scores import filter_mask, unstructured_mask
+from .sparse import apply_weight_mask, copy_model, effective_weight, prunable, sparse_flops, strip_masks, weight_sparsity
+from .settings import Settings, Seed, Data, Model, Training, Search, Ticket, Retraining
 from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage_spec, stage_dir
 from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['COMMON_FIELDS', 'STAGE_FIELDS', 'EBConfig', 'stage_dirs', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage',
-           'dense_stage', 'ns_stages', 'stage_cost', 'summarise', 'read_log', 'plot_run', 'RecordScales', 'Snapshot',
-           'save_summary', 'load_masks', 'eb_train']
+__all__ = ['PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'dense_dir', 'stage_dirs', 'drawn_ticket', 'EBSearch', 'search_stage',
+           'prune_stage', 'retrain_stage', 'dense_stage', 'ns_stages', 'oneshot_stage', 'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
-class EBConfig:
-    "One EB Train run: data and model, the training schedule, the EB search, the ticket and its retraining."
-    dataset: str = 'digits'  # 'digits' (offline), 'cifar10', 'cifar100', a .npz file or an image folder
-    arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`: vgg11/13/16/19, preresnet20/56/101/164, or torchvision's resnet18, mobilenet_v2, ...
-    width: float = 0.25  # channel width multiplier
-    seed: int = 0  # fixes initialisation, data order and therefore masks
-    epochs: int = 40  # dense schedule length: the search budget and the dense baseline
-    lr: float = 0.1  # initial learning rate (search, retraining and dense)
-    schedule: str = 'step'  # 'step' (÷10 at each milestone) or 'cosine'
-    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of the run (paper: 80 and 120 of 160 epochs)
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 1e-4  # weight decay, on every parameter (BN included, as the reference code)
-    batch_size: int = 64  # training batch size
-    precision: str = 'fp32'  # 'fp32' or 'bf16' (autocast)
-    sync_bn: bool = False  # under torchrun on GPUs: BN statistics over the global batch (SyncBatchNorm), as on one process
-    sparsity: float = 1e-4  # s, the L1 strength on BN scales during the search
-    ratios: tuple[float, ...] = (0.3, 0.5, 0.7)  # channel ratios watched by the search (`ratio` is always watched)
-    length: int = 5  # l, the number of masks in each EB queue
-    threshold: float = 0.1  # ε: a ticket emerges when the largest mask distance in its queue is below it
-    mode: str = 'newest'  # EB queue rule: 'newest' (reference code) or 'consecutive' (paper's text)
-    full_search: bool = False  # search for the whole schedule instead of stopping when every watched ticket emerged
+class Recipe(Seed, Data, Model, Training):
+    "What a trained dense network depends on: seed, data, model and training settings (a dense stage is named by it)."
+
+@dataclass
+class Baselines(Settings):
+    "The baselines an EB Train run trains beside its ticket."
     ns: bool = True  # also run network slimming on the same schedule: its sparse training is the search, run to the end
-    search_bits: int | None = None  # simulated word length of the search (8: EB Train LF and LL); None: `precision`
-    ratio: float = 0.5  # channel pruning ratio of the ticket that is pruned and retrained
-    init: str = 'inherit'  # the ticket starts from 'inherit' (EB weights), 'random' or 'rewind' (θ0)
-    round_to: int = 8  # pruning keeps a multiple of this many channels per layer (1: exactly the ratio's count)
-    retrain: str = 'full'  # retraining length: 'full' (a fresh schedule) or 'rest' (the search's, from the ticket's epoch)
-    retrain_epochs: int | None = None  # length of a 'full' retraining (None: `epochs`)
-    retrain_lr: float | None = None  # initial learning rate of the retraining (None: `lr`)
-    retrain_bits: int | None = None  # simulated word length of retraining (8 with search_bits=8: EB Train LL)
     dense: bool = True  # also train the dense baseline
 
-    def __post_init__(self):
-        if self.arch not in MODELS: raise ValueError(f"unknown model {self.arch!r}; valid names: {', '.join(MODELS)}")
-        if not 0 <= self.ratio < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {self.ratio}")
-        for r in self.ratios:
-            if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r} in ratios")
-        self.ratios = tuple(sorted(set(float(r) for r in self.ratios) | {float(self.ratio)}))
-        self.milestones = tuple(float(m) for m in self.milestones)
-        if self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if isinstance(self.round_to, bool) or int(self.round_to) != self.round_to or self.round_to < 1:
-            raise ValueError(f"round_to must be an integer >= 1, got {self.round_to}")
-        if self.mode not in ('newest', 'consecutive'): raise ValueError(f"mode must be 'newest' or 'consecutive', got {self.mode!r}")
-        if self.retrain_lr is not None and not self.retrain_lr > 0: raise ValueError(f"retrain_lr must be positive, got {self.retrain_lr}")
-        if self.retrain not in ('full', 'rest'): raise ValueError(f"retrain must be 'full' or 'rest', got {self.retrain!r}")
-        if self.retrain == 'rest' and self.retrain_epochs is not None:
-            raise ValueError("retrain_epochs sets the length of a 'full' retraining; 'rest' runs to the end of the search's schedule")
-        if self.retrain_epochs is not None and (int(self.retrain_epochs) != self.retrain_epochs or self.retrain_epochs < 1):
-            raise ValueError(f"retrain_epochs must be a positive integer, got {self.retrain_epochs}")
-        self.train_config()  # validates the training fields
+@dataclass
+class EBConfig(Recipe, Search, Ticket, Retraining, Baselines):
+    "One EB Train run: the recipe (seed, data, model, training), the EB search, the ticket, its retraining, the baselines."
+    def check(self):
+        self.ratios = tuple(sorted(set(self.ratios) | {self.ratio}))  # the ticket's ratio is always watched
         for name in ('search_bits', 'retrain_bits'):
-            bits = getattr(self, name)
-            if bits is None: continue
-            try: LPConfig.bits(bits)
-            except ValueError: raise ValueError(f"{name} must be an integer word length in [2, 25], got {bits}") from None
-            if self.precision != 'fp32':
+            if getattr(self, name) is not None and self.precision != 'fp32':
                 raise ValueError(f"{name} simulates low precision in fp32 arithmetic: use precision='fp32', not {self.precision!r}")
 
     def train_config(self, epochs: int | None = None, sparsity: float = 0.0, retrain: bool = False) -> TrainConfig:
         "The engine's configuration for a stage of `epochs` (default: the schedule) with BN sparsity `sparsity`."
         lr = (self.retrain_lr or self.lr) if retrain else self.lr
-        return TrainConfig(epochs=epochs or self.epochs, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                           schedule=self.schedule, milestones=self.milestones, sparsity=sparsity, precision=self.precision,
-                           sync_bn=self.sync_bn)
+        return TrainConfig.of(self, epochs=epochs or self.epochs, lr=lr, sparsity=sparsity)
 
     @property
     def search_to_end(self) -> bool:
@@ -98,29 +58,27 @@ class EBConfig:
         return self.full_search or self.ns
 
 # %% ../nbs/09_ebtrain.ipynb #28d95211
-COMMON_FIELDS = ('dataset', 'seed', 'batch_size', 'arch', 'width', 'epochs', 'lr', 'schedule', 'milestones', 'momentum',
-           'weight_decay', 'precision', 'sync_bn')
-STAGE_FIELDS = {
-    'search': COMMON_FIELDS + ('sparsity', 'ratios', 'length', 'threshold', 'mode', 'search_bits'),  # and `search_to_end`
-    'dense': COMMON_FIELDS,
-    'prune': ('ratio', 'init', 'round_to'),  # and its search
-    'retrain': ('retrain', 'retrain_epochs', 'retrain_bits', 'retrain_lr'),  # and its pruned ticket
-}
+def dense_dir(cfg, root: str | Path, create: bool = True) -> Path:
+    "The folder of the dense network of `cfg`'s recipe (any configuration holding the `Recipe` fields)."
+    return stage_dir(root, stage_spec('dense', Recipe.of(cfg)), create=create)
 
 def stage_dirs(cfg: EBConfig, root: str | Path,
                create=('search', 'dense', 'prune', 'retrain', 'run'),  # the folders to create (the others are only named)
               ) -> dict[str, Path]:
     "The folders of `cfg`'s stages under `root` — search, dense, prune, retrain — and of the run's summary ('run')."
     mk = lambda name, spec: stage_dir(root, spec, create=name in create)
-    search = stage_spec('search', cfg, STAGE_FIELDS['search'])
-    if cfg.search_to_end: search['full_search'] = True
-    d = dict(search=mk('search', search), dense=mk('dense', stage_spec('dense', cfg, STAGE_FIELDS['dense'])))
-    d['prune'] = mk('prune', stage_spec('prune', cfg, STAGE_FIELDS['prune'], parent=d['search']))
-    d['retrain'] = mk('retrain', stage_spec('retrain', cfg, STAGE_FIELDS['retrain'], parent=d['prune']))
-    d['run'] = mk('run', stage_spec('eb', cfg, [f.name for f in dataclasses.fields(cfg)]))
+    d = dict(search=mk('search', stage_spec('search', Recipe.of(cfg), Search.of(cfg, full_search=cfg.search_to_end))),
+             dense=dense_dir(cfg, root, 'dense' in create))
+    d['prune'] = mk('prune', stage_spec('prune', Ticket.of(cfg), parent=d['search']))
+    d['retrain'] = mk('retrain', stage_spec('retrain', Retraining.of(cfg), parent=d['prune']))
+    d['run'] = mk('run', stage_spec('eb', cfg))
     return d
 
 # %% ../nbs/09_ebtrain.ipynb #2e039a27
+def drawn_ticket(model: torch.nn.Module, mask, epoch: int | None) -> dict:
+    "A ticket as drawn from `model`'s weights after `epoch` (None: never emerged): what `prune_stage` reads."
+    return dict(model=model.state_dict(), config=model.config, epoch=epoch, mask=mask)
+
 class EBSearch(Hook):
     "Engine hook: draw masks each epoch into `eb`; save each ratio's EB weights when its ticket emerges; optionally stop."
     def __init__(self, eb: EarlyBird,
@@ -134,34 +92,36 @@ class EBSearch(Hook):
         before = {r: q.emerged for r, q in self.eb.queues.items()}
         self.eb.step(t.model)
         for r, q in self.eb.queues.items():
-            if q.emerged and not before[r] and self.out: self.save_ticket(t, r, q.ticket, q.emerged_at)
+            if q.emerged and not before[r] and self.out: save_checkpoint(drawn_ticket(t.model, q.ticket, q.emerged_at), self.ticket_path(r))
         return self.stop and self.eb.emerged
-
-    def save_ticket(self, t: Trainer, ratio: float, mask, epoch: int | None):
-        save_checkpoint(dict(model=t.model.state_dict(), config=t.model.config, epoch=epoch, mask=mask), self.ticket_path(ratio))
 
     def after_fit(self, t: Trainer):
         if not self.out: return
         for r in self.eb.queues:
             if not self.ticket_path(r).exists():  # never emerged: the final weights' mask
                 warnings.warn(f"no EB ticket at p={r} emerged in {t.epoch} epochs: drawing it from the final weights")
-                self.save_ticket(t, r, channel_mask(t.model, r), None)
+                save_checkpoint(drawn_ticket(t.model, channel_mask(t.model, r), None), self.ticket_path(r))
 
     def state_dict(self): return self.eb.state_dict()
     def load_state_dict(self, sd): self.eb.load_state_dict(sd)
 
 # %% ../nbs/09_ebtrain.ipynb #c1d34b4a
+def _theta0(cfg, num_classes: int, d: Path) -> torch.nn.Module:
+    "θ0 of `cfg`'s recipe, drawn from its seed and kept in `d/init.pt` (the winning ticket rewinds to it)."
+    model = get_model(cfg.arch, num_classes, cfg.width, seed=cfg.seed)
+    if not (d / 'init.pt').exists(): save_checkpoint(model.state_dict(), d / 'init.pt')
+    return model
+
 def search_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, hooks=()) -> dict:
     "Stage 1: sparse training of the dense network with EB detection (and any extra `hooks`) in folder `d`."
-    model = get_model(cfg.arch, data.num_classes, cfg.width, seed=cfg.seed)
-    if not (d / 'init.pt').exists(): save_checkpoint(model.state_dict(), d / 'init.pt')  # θ0, for init='rewind'
-    eb = EarlyBird(cfg.ratios, cfg.length, cfg.threshold, cfg.mode, keep_masks=True)
+    search = Search.of(cfg)
+    eb = EarlyBird(search.ratios, search.length, search.threshold, search.mode, keep_masks=True)
     def result(t):
         save_checkpoint({r: torch.stack([flatten_mask(m) for m in ms]) for r, ms in eb.masks.items()}, d / 'masks.pt')
         return dict(eb_epochs={str(r): e for r, e in eb.emerged_at.items()},
                     max_distance={str(r): q.history for r, q in eb.queues.items()})
-    return fit_stage(d, model, loaders, cfg.train_config(sparsity=cfg.sparsity), device,
-                     [EBSearch(eb, stop=not cfg.search_to_end, out=d), *hooks, *stage_hooks(device, cfg.search_bits, cfg.seed)],
+    return fit_stage(d, _theta0(cfg, data.num_classes, d), loaders, TrainConfig.of(Recipe.of(cfg), sparsity=search.sparsity), device,
+                     [EBSearch(eb, stop=not cfg.search_to_end, out=d), *hooks, *stage_hooks(device, search.search_bits, cfg.seed)],
                      progress, 'search', result)
 
 # %% ../nbs/09_ebtrain.ipynb #adc72472
@@ -170,12 +130,13 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
                ) -> dict:
     "Stage 2: prune the ticket at `cfg.ratio` physically, starting from the weights `cfg.init` names, in folder `d`."
     if (d / 'result.json').exists(): return load_json(d / 'result.json')
-    ck = load_checkpoint(ticket or search_dir / f'eb_ticket_p{cfg.ratio:g}.pt')
+    tk = Ticket.of(cfg)
+    ck = load_checkpoint(ticket or search_dir / f'eb_ticket_p{tk.ratio:g}.pt')
     dense = build_model(ck['config']); dense.load_state_dict(ck['model'])
     mask, scores = effective_mask(dense, ck['mask']), channel_scores(dense)  # coupled layers share one decision per channel
     plain = [k for k in scores if k not in getattr(dense, 'channel_blocks', {})]  # a grouped conv's blocks stay even: not rounded
-    mask = expand_mask({**mask, **round_mask({k: mask[k] for k in plain}, {k: scores[k] for k in plain}, cfg.round_to)}, dense)
-    ticket = make_ticket(dense, mask, cfg.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=cfg.seed + 1)
+    mask = expand_mask({**mask, **round_mask({k: mask[k] for k in plain}, {k: scores[k] for k in plain}, tk.round_to)}, dense)
+    ticket = make_ticket(dense, mask, tk.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=reinit_seed(cfg.seed))
     save_model(ticket, d / 'ticket.pt')
     save_checkpoint(mask, d / 'mask.pt')
     size = (1, *data.x_train.shape[1:])
@@ -183,161 +144,77 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
                flops_before=count_flops(dense, size), flops_after=count_flops(ticket, size),
                step_flops_before=training_flops(dense, size), step_flops_after=training_flops(ticket, size),
                channels_kept=int(sum(int(m.sum()) for m in mask.values())),
-               channels=int(sum(m.numel() for m in mask.values())), init=cfg.init)
+               channels=int(sum(m.numel() for m in mask.values())), init=tk.init)
     save_json(res, d / 'result.json')
     barrier()  # several processes: the ticket is on disk before anyone retrains it
     return res
 
 # %% ../nbs/09_ebtrain.ipynb #de2406fc
 def retrain_stage(cfg: EBConfig, loaders, prune_dir: Path, d: Path, device, progress=True, hooks=()) -> dict:
-    "Stage 3: train the pruned ticket (no sparsity) in folder `d`: a fresh schedule, or the rest of the search's."
-    def result(t): save_model(t.model, d / 'model.pt'); return {}
-    start = 0
-    if cfg.retrain == 'rest':
-        start = load_json(prune_dir / 'result.json')['eb_epoch']
+    "Stage 3: train the pruned ticket of `prune_dir` (no sparsity; a weight mask kept) in folder `d`: a fresh schedule, or the rest of the search's."
+    rt, start, pruned = Retraining.of(cfg), 0, load_json(prune_dir / 'result.json')
+    if rt.retrain == 'rest':
+        start = pruned['eb_epoch']
         if not start: raise ValueError("retrain='rest' continues the schedule from the ticket's EB epoch, but this ticket never emerged")
-    return fit_stage(d, load_model(prune_dir / 'ticket.pt'), loaders,
-                     cfg.train_config(cfg.retrain_epochs if cfg.retrain == 'full' else None, retrain=True),
-                     device, [*hooks, *stage_hooks(device, cfg.retrain_bits, cfg.seed)], progress, 'retrain', result, start)
+    net = load_model(prune_dir / 'ticket.pt')
+    if pruned.get('unit') == 'weights': apply_weight_mask(net, load_checkpoint(prune_dir / 'mask.pt'))  # held through training
+    return fit_stage(d, net, loaders, cfg.train_config(rt.retrain_epochs if rt.retrain == 'full' else None, retrain=True),
+                     device, [*hooks, *stage_hooks(device, rt.retrain_bits, cfg.seed)], progress, 'retrain',
+                     lambda t: dict(sparsity=weight_sparsity(t.model)), start_epoch=start)
 
-def dense_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, hooks=()) -> dict:
-    "Stage 4: the dense baseline in folder `d`: the search's initialisation and schedule, full precision, no sparsity."
-    return fit_stage(d, get_model(cfg.arch, data.num_classes, cfg.width, seed=cfg.seed), loaders, cfg.train_config(),
-                     device, [*hooks, *stage_hooks(device)], progress, 'dense')
+def dense_stage(cfg, data, loaders, d: Path, device, progress=True, hooks=()) -> dict:
+    "Stage 4: the dense network of `cfg`'s `Recipe` in folder `d`: θ0 (`init.pt`) trained for the schedule, full precision, no sparsity."
+    return fit_stage(d, _theta0(cfg, data.num_classes, d), loaders, TrainConfig.of(Recipe.of(cfg), sparsity=0.0), device,
+                     [*hooks, *stage_hooks(device)], progress, 'dense')
 
 # %% ../nbs/09_ebtrain.ipynb #90dba870
 def ns_stages(cfg: EBConfig, data, loaders, search_dir: Path, root: Path, device, progress=True, hooks=()) -> tuple[dict, dict]:
     "Network slimming's pruning (at the final γ of the search, run to the end) and fine-tuning; their results."
-    dp = stage_dir(root, stage_spec('ns-prune', cfg, ('ratio', 'round_to'), parent=search_dir))
-    dr = stage_dir(root, stage_spec('ns-finetune', cfg, ('retrain_epochs', 'retrain_lr'), parent=dp))
-    if not (dp / 'result.json').exists():  # the ticket of the final weights, pruned as EB Train prunes its ticket
-        final, ck = get_model(cfg.arch, data.num_classes, cfg.width), load_checkpoint(search_dir / 'checkpoint.pt')
-        final.load_state_dict(ck['model'])
-        save_checkpoint(dict(model=ck['model'], config=final.config, epoch=ck['epoch'], mask=channel_mask(final, cfg.ratio)),
-                        dp / 'drawn.pt')
+    tk = Ticket.of(cfg, init='inherit')  # from the trained weights
+    dp = stage_dir(root, stage_spec('ns-prune', tk, parent=search_dir))
+    dr = stage_dir(root, stage_spec('ns-finetune', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))  # a fresh fp32 schedule
+    if not (dp / 'drawn.pt').exists():  # the ticket of the final weights, pruned as EB Train prunes its ticket
+        final = load_model(search_dir / 'model.pt')
+        save_checkpoint(drawn_ticket(final, channel_mask(final, tk.ratio), load_json(search_dir / 'result.json')['epochs']), dp / 'drawn.pt')
     barrier()
     prune = prune_stage(dataclasses.replace(cfg, init='inherit'), data, search_dir, dp, ticket=dp / 'drawn.pt')
-    def result(t): save_model(t.model, dr / 'model.pt'); return {}
     tune = fit_stage(dr, load_model(dp / 'ticket.pt'), loaders, cfg.train_config(cfg.retrain_epochs, retrain=True), device,
-                     [*hooks, *stage_hooks(device)], progress, 'NS fine-tune', result)
+                     [*hooks, *stage_hooks(device)], progress, 'NS fine-tune')
     return prune, tune
 
-# %% ../nbs/09_ebtrain.ipynb #f9d19f60
-def stage_cost(res: dict, epochs: int, images: int, step_flops: int) -> dict:
-    "The cost of the first `epochs` epochs of the stage whose `result.json` is `res`."
-    flops = images * epochs * step_flops
-    energy = res.get('epoch_energy_j') or [None]
-    return dict(epochs=epochs, bits=res['bits'], train_flops=flops, train_bitops=bitops(flops, res['bits']),
-                wall_s=float(sum(res['epoch_time_s'][:epochs])),
-                energy_j=None if None in energy else float(sum(energy[:epochs])))
+# %% ../nbs/09_ebtrain.ipynb #22a1debf
+PRUNINGS = {'unstructured': 'weights', 'structured': 'channels'}  # pruning -> what its ratio is a fraction of
 
-def _total(*xs): return None if any(x is None for x in xs) else sum(xs)
-
-def summarise(cfg: EBConfig, n_train: int, search: dict, prune: dict, retrain: dict, dense: dict | None,
-              ns: tuple[dict, dict] | None = None,  # network slimming's pruning and fine-tuning results
-             ) -> dict:
-    "The run's headline figures (the keys of `results.json`), with a cost line per stage under `stages`."
-    search_epochs = prune['eb_epoch'] or search['epochs']  # a ticket that never emerged cost the whole search
-    st = dict(search=stage_cost(search, search_epochs, n_train, prune['step_flops_before']),
-              retrain=stage_cost(retrain, retrain['epochs'], n_train, prune['step_flops_after']))
-    if dense: st['dense'] = stage_cost(dense, dense['epochs'], n_train, prune['step_flops_before'])
-    if ns:
-        st['ns_sparse'] = stage_cost(search, search['epochs'], n_train, prune['step_flops_before'])
-        st['ns_finetune'] = stage_cost(ns[1], ns[1]['epochs'], n_train, ns[0]['step_flops_after'])
-    eb = lambda k: _total(st['search'][k], st['retrain'][k])
-    nsum = lambda k: _total(st['ns_sparse'][k], st['ns_finetune'][k]) if ns else None
-    flops_dense = n_train * cfg.epochs * prune['step_flops_before']  # the whole schedule, even without the dense stage
-    return dict(
-        eb_epoch=prune['eb_epoch'], eb_epochs=search['eb_epochs'], epochs=cfg.epochs, search_epochs=search_epochs,
-        retrain_epochs=retrain['epochs'], retrain=cfg.retrain, ratio=cfg.ratio, init=cfg.init,
-        search_bits=st['search']['bits'], retrain_bits=st['retrain']['bits'],
-        dense_acc=dense['test_acc'] if dense else None, search_acc=search['test_acc'], ticket_acc=retrain['test_acc'],
-        params_before=prune['params_before'], params_after=prune['params_after'],
-        flops_before=prune['flops_before'], flops_after=prune['flops_after'],
-        train_flops_eb=eb('train_flops'), train_flops_dense=flops_dense,
-        train_bitops_eb=eb('train_bitops'), train_bitops_dense=bitops(flops_dense, cfg.train_config().bits),
-        wall_s_eb=eb('wall_s'), wall_s_dense=dense['wall_s'] if dense else None,
-        energy_j_eb=eb('energy_j'), energy_j_dense=st['dense']['energy_j'] if dense else None,
-        epoch_s_ticket=statistics.median(retrain['epoch_time_s']),
-        epoch_s_dense=statistics.median(dense['epoch_time_s']) if dense else None,
-        ns_acc=ns[1]['test_acc'] if ns else None, ns_flops_after=ns[0]['flops_after'] if ns else None,
-        train_flops_ns=nsum('train_flops'), train_bitops_ns=nsum('train_bitops'), wall_s_ns=nsum('wall_s'),
-        energy_j_ns=nsum('energy_j'), stages=st)
-
-# %% ../nbs/09_ebtrain.ipynb #9938189d
-def read_log(path: str | Path) -> list[dict]:
-    "The rows of an engine's `log.csv`, columns by name, numbers as floats (empty cells as `None`)."
-    with open(path, newline='') as f:
-        return [{k: float(v) if v else None for k, v in row.items()} for row in csv.DictReader(f)]
-
-def plot_run(cfg: EBConfig, dirs: dict[str, Path]) -> list[Path]:
-    "Write `distance_matrix.png` and `curves.png` of the run whose stage folders are `dirs` into `dirs['run']`."
-    import matplotlib.pyplot as plt
-    from eb_study.distance import distance_matrix, plot_distance_matrix
-    out, search = dirs['run'], load_json(dirs['search'] / 'result.json')
-    eb_epoch = load_json(dirs['prune'] / 'result.json')['eb_epoch']
-    masks = load_checkpoint(dirs['search'] / 'masks.pt')[cfg.ratio]
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    plot_distance_matrix(distance_matrix(masks), eps=cfg.threshold, ax=ax, epochs=range(1, len(masks) + 1),
-                         title=f'{cfg.arch} on {Path(cfg.dataset).name}, p = {cfg.ratio}')
-    fig.tight_layout(); fig.savefig(out / 'distance_matrix.png', dpi=110); plt.close(fig)
-
-    fig, axs = plt.subplots(1, 2, figsize=(11, 4))
-    off = {'dense': 0, 'search': 0, 'retrain': eb_epoch or search['epochs']}
-    for k in ('dense', 'search', 'retrain'):
-        if not (dirs[k] / 'log.csv').exists(): continue
-        rows = read_log(dirs[k] / 'log.csv')
-        axs[0].plot([r['epoch'] + off[k] for r in rows], [r['test_acc'] for r in rows], marker='.', label=k)
-    if eb_epoch: axs[0].axvline(eb_epoch, color='gray', ls=':', label='EB ticket drawn')
-    axs[0].set(xlabel='epoch (retraining starts where the ticket was drawn)', ylabel='test accuracy', title='training')
-    axs[0].legend()
-    for r, h in search['max_distance'].items(): axs[1].plot(range(1, len(h) + 1), h, marker='.', label=f'p = {r}')
-    axs[1].axhline(cfg.threshold, color='red', ls='--', lw=1, label=f'ε = {cfg.threshold}')
-    axs[1].set(xlabel='search epoch', ylabel='max mask distance in queue', title='EB detection'); axs[1].legend()
-    fig.tight_layout(); fig.savefig(out / 'curves.png', dpi=110); plt.close(fig)
-    return [out / 'distance_matrix.png', out / 'curves.png']
-
-# %% ../nbs/09_ebtrain.ipynb #8e55b20c
-class RecordScales(Hook):
-    "Engine hook: keep the flat |γ| of every BN channel after each epoch in `epochs` (all if `None`); saved to `out/scales.pt`."
-    def __init__(self, out: Path, epochs=None): self.out, self.epochs, self.scales = Path(out), epochs, {}
-    def after_epoch(self, t: Trainer):
-        if self.epochs is None or t.epoch in self.epochs:
-            self.scales[t.epoch] = torch.cat(list(bn_scales(t.model).values()))
-    def after_fit(self, t: Trainer): save_checkpoint(self.scales, self.out / 'scales.pt')
-    def state_dict(self): return dict(scales=self.scales)
-    def load_state_dict(self, sd): self.scales = dict(sd['scales'])
-
-class Snapshot(Hook):
-    "Engine hook: save the weights after each epoch in `epochs` to `out/weights_epoch{e}.pt` (to draw tickets from later)."
-    def __init__(self, out: Path, epochs): self.out, self.epochs = Path(out), set(epochs)
-    def after_epoch(self, t: Trainer):
-        if t.epoch in self.epochs: save_checkpoint(t.model.state_dict(), self.out / f'weights_epoch{t.epoch}.pt')
-
-def save_summary(d: Path,  # a stage folder
-                 dest: Path,  # where its summary goes (committed with a study)
-                ) -> Path:
-    "Copy the small files of stage folder `d` into `dest`: spec, result and log, masks as packed bits, recorded scales."
-    import numpy as np, shutil
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    for f in ('spec.json', 'result.json', 'log.csv'):
-        if (d / f).exists(): shutil.copyfile(d / f, dest / f)
-    if (d / 'masks.pt').exists():
-        m = load_checkpoint(d / 'masks.pt')
-        np.savez_compressed(dest / 'masks.npz', **{f'p{r:g}': np.packbits(v.numpy(), axis=1) for r, v in m.items()},
-                            n=np.array(next(iter(m.values())).shape[1]))
-    if (d / 'scales.pt').exists():
-        sc = load_checkpoint(d / 'scales.pt')
-        np.savez_compressed(dest / 'scales.npz', **{f'epoch{e}': v.numpy() for e, v in sc.items()})
-    return dest
-
-def load_masks(d: Path) -> dict[float, torch.Tensor]:
-    "The per-epoch masks (ratio -> epochs × channels bool tensor) of a stage folder or of its summary."
-    import numpy as np
-    if (Path(d) / 'masks.pt').exists(): return load_checkpoint(Path(d) / 'masks.pt')
-    with np.load(Path(d) / 'masks.npz') as z:
-        n = int(z['n'])
-        return {float(k[1:]): torch.from_numpy(np.unpackbits(z[k], axis=1)[:, :n].astype(bool)) for k in z.files if k != 'n'}
+def oneshot_stage(cfg: EBConfig, data, trained_dir: Path, d: Path,
+                  pruning: str,  # a key of `PRUNINGS`
+                  theta0_dir: Path | None = None,  # the stage holding θ0 (`init.pt`; default: `trained_dir`)
+                  prior: Path | None = None,  # a prune stage whose weight mask the trained network carries (iterative pruning)
+                 ) -> dict:
+    "Prune the trained network of `trained_dir` one-shot at `cfg.ratio` by `pruning`, its ticket starting from `cfg.init`, in folder `d`."
+    if pruning not in PRUNINGS: raise ValueError(f"pruning must be one of {tuple(PRUNINGS)}, got {pruning!r}")
+    if (d / 'result.json').exists(): return load_json(d / 'result.json')
+    tk, size = Ticket.of(cfg), (1, *data.x_train.shape[1:])
+    trained = load_model(trained_dir / 'model.pt')
+    theta0 = build_model(trained.config); theta0.load_state_dict(load_checkpoint((theta0_dir or trained_dir) / 'init.pt'))
+    if pruning == 'unstructured':  # a weight mask over the unpruned architecture
+        if prior is not None: apply_weight_mask(trained, load_checkpoint(prior / 'mask.pt'))
+        mask = unstructured_mask(trained, tk.ratio)
+        ticket = {'inherit': lambda: strip_masks(trained), 'rewind': lambda: theta0,
+                  'random': lambda: build_model(trained.config, seed=reinit_seed(cfg.seed))}[tk.init]()
+        masked = apply_weight_mask(copy_model(ticket), mask)
+        weights = sum(int((effective_weight(m) != 0).sum()) for m in prunable(masked).values())
+    else:  # a channel mask: the network is pruned physically
+        mask = filter_mask(trained, tk.ratio)
+        ticket = masked = make_ticket(trained, mask, tk.init, init_state=theta0.state_dict(), seed=reinit_seed(cfg.seed))
+        weights = sum(m.weight.numel() for m in prunable(ticket).values())
+    save_model(ticket, d / 'ticket.pt')
+    save_checkpoint(mask, d / 'mask.pt')
+    res = dict(unit=PRUNINGS[pruning], pruning=pruning, ratio=tk.ratio, init=tk.init, eb_epoch=None, weights=weights,
+               params_before=count_params(theta0), params_after=count_params(ticket),
+               flops_before=sparse_flops(theta0, size), flops_after=sparse_flops(masked, size))
+    save_json(res, d / 'result.json')
+    barrier()  # several processes: the ticket is on disk before anyone retrains it
+    return res
 
 # %% ../nbs/09_ebtrain.ipynb #e270fc88
 def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage folders live (default: `runs`)

@@ -13,7 +13,8 @@ from .depgraph import prune_graph, group_mask
 from .models import VGG, PreResNet, Bottleneck, ChannelSelection, build_model
 
 # %% auto #0
-__all__ = ['prune_channels', 'count_params', 'count_flops', 'training_flops', 'effective_mask', 'budget_mask']
+__all__ = ['PLANS', 'surgery_plan', 'prune_channels', 'count_params', 'count_flops', 'training_flops', 'effective_mask',
+           'budget_mask']
 
 # %% ../nbs/05_prune.ipynb #37c47680
 def _kept(keep: Tensor) -> Tensor:
@@ -68,14 +69,20 @@ def _preresnet_plan(model: PreResNet, mask: Mask) -> tuple[dict, dict]:
     return {**model.config, 'cfg': cfg, 'select': select}, plan
 
 # %% ../nbs/05_prune.ipynb #be6ce27e
+PLANS = {VGG: _vgg_plan, PreResNet: _preresnet_plan}  # architecture -> its own surgery plan; any other CNN: the dependency graph
+
+def surgery_plan(model: nn.Module):
+    "The surgery plan `PLANS` holds for `model`'s architecture, or `None` (then `prune_graph` prunes it)."
+    return next((plan for cls, plan in PLANS.items() if isinstance(model, cls)), None)
+
 def prune_channels(model: nn.Module,  # a `VGG`, a `PreResNet` (pruned or not), or any CNN whose BN layers follow convs
                    mask: Mask,  # channel mask of `model`, e.g. `channel_mask(model, 0.5)`
                   ) -> nn.Module:
     "A new, smaller model of `model`'s class with only the channels `mask` keeps, and their weights."
     mask = {n: m.cpu() for n, m in check_mask(mask, model).items()}
-    if isinstance(model, VGG): config, plan = _vgg_plan(model, mask)
-    elif isinstance(model, PreResNet): config, plan = _preresnet_plan(model, mask)
-    else: return prune_graph(model, mask)  # coupled layers reconciled: see `effective_mask`
+    plan_of = surgery_plan(model)
+    if plan_of is None: return prune_graph(model, mask)  # coupled layers reconciled: see `effective_mask`
+    config, plan = plan_of(model, mask)
     p = next(model.parameters())
     return _transplant(model, build_model(config).to(p.device, p.dtype), plan).train(model.training)
 
@@ -106,7 +113,7 @@ def training_flops(model: nn.Module, input_size: tuple = (1, 3, 32, 32)) -> int:
 def effective_mask(model: nn.Module, mask: Mask) -> Mask:
     "The channels `prune_channels(model, mask)` keeps: `mask` itself for VGG and PreResNet, else its group-consistent `group_mask`."
     mask = check_mask(mask, model)
-    return mask if isinstance(model, (VGG, PreResNet)) else group_mask(model, mask)
+    return mask if surgery_plan(model) else group_mask(model, mask)
 
 # %% ../nbs/05_prune.ipynb #3797e757
 def budget_mask(model: nn.Module,  # a network `prune_channels` handles

@@ -4,44 +4,25 @@
 
 # %% ../nbs/12_rethinking.ipynb #310ecb5a
 from __future__ import annotations
-import dataclasses, json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
-from torch import nn
-from .cost import stage_hooks
 from .data import load_data, get_loaders
-from .masking import Mask
-from .models import MODELS, get_model, build_model, save_model, load_model
-from .retrain import make_ticket
-from .scores import filter_mask, unstructured_mask
-from .sparse import WeightMask, apply_weight_mask, strip_masks, weight_sparsity, sparse_flops, prunable, effective_weight
-from .store import save_json, load_json, save_checkpoint, load_checkpoint, config_hash
-from .train import TrainConfig, fit_stage, resolve_device
+from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage
+from .masking import check_ratio
+from .retrain import INIT_NAMES
+from .settings import Settings, Data, Model, Training, Ticket, Retraining
+from .store import atomic_write, save_json, load_json, stage_spec, stage_dir
+from .train import resolve_device
 
 # %% auto #0
-__all__ = ['INITS', 'RANDOM_SEED_OFFSET', 'BUDGETS', 'PRUNINGS', 'MASKS', 'COLUMNS', 'lottery_ticket', 'retrain_epochs',
-           'RethinkConfig', 'RethinkGrid', 'dense_stage', 'mask_stage', 'retrain_stage', 'run_folder', 'compare',
-           'summary_table', 'plot_comparison', 'report']
+__all__ = ['STARTS', 'BUDGETS', 'RETHINK_PRUNINGS', 'COLUMNS', 'WIN', 'RND', 'retrain_epochs', 'Budget', 'RethinkConfig',
+           'RethinkGrid', 'cell_config', 'prune_dir', 'retrain_dir', 'ticket_chain', 'retrain_ticket', 'run_folder',
+           'compare', 'summary_table', 'plot_comparison', 'report']
 
 # %% ../nbs/12_rethinking.ipynb #22acc94b
-INITS = ('winning', 'random')
-RANDOM_SEED_OFFSET = 1000  # random re-initialisation of run `seed` uses seed RANDOM_SEED_OFFSET + seed
-
-def lottery_ticket(dense: nn.Module,  # the trained dense network (its architecture; structured: its kept channels)
-                   mask: WeightMask | Mask,  # a weight mask (`unstructured_mask`) or a channel mask (`filter_mask`)
-                   init: str,  # 'winning' (θ0 on the kept weights) or 'random' (fresh initialisation)
-                   theta0: dict,  # state_dict of the dense network before training
-                   seed: int = RANDOM_SEED_OFFSET,  # seed of the fresh initialisation ('random')
-                  ) -> nn.Module:
-    "The pruned network to retrain, starting from θ0 restricted to `mask` ('winning') or from a fresh one ('random')."
-    if init not in INITS: raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    bns = {n for n, m in dense.named_modules() if isinstance(m, nn.BatchNorm2d)}
-    if mask and set(mask) <= bns:  # a channel mask: physically pruned network
-        return make_ticket(dense, mask, 'rewind' if init == 'winning' else 'random', init_state=theta0, seed=seed)
-    if init == 'winning': net = build_model(dense.config); net.load_state_dict(theta0)
-    else: net = build_model(dense.config, seed=seed)
-    return apply_weight_mask(net.to(next(dense.parameters()).device), mask)
+STARTS = ('rewind', 'random')  # the starting points compared: the winning ticket (θ0 on the kept weights) and a random re-initialisation
 
 # %% ../nbs/12_rethinking.ipynb #35e8734c
 BUDGETS = ('E', 'B')
@@ -58,46 +39,36 @@ def retrain_epochs(epochs: int,  # the dense network's schedule
 
 # %% ../nbs/12_rethinking.ipynb #a9c1b887
 @dataclass
-class RethinkConfig:
-    "The recipe shared by every run of one comparison; its hash names the run folder."
-    dataset: str = 'digits'  # 'digits' (offline), 'cifar10', a .npz file or an image folder
-    arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`
-    width: float = 0.25  # channel width multiplier
-    epochs: int = 20  # dense schedule (lr ÷10 at 50 % and 75 %); retraining: the same (E) or more (B)
+class Budget(Settings):
+    "Liu et al.'s retraining budget and iterative pruning."
     budget: str = 'E'  # retraining budget: 'E' (same epochs) or 'B' (same FLOPs, at most `cap` × epochs)
     cap: float = 2.0  # Scratch-B: largest epoch multiplier
     rounds: int = 3  # iterative pruning: rounds to reach the ratio
-    batch_size: int = 64  # batch size
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 1e-4  # weight decay (every parameter, BN included)
-
-    def __post_init__(self):
-        if self.arch not in MODELS: raise ValueError(f"unknown model {self.arch!r}; valid names: {', '.join(MODELS)}")
+    def check(self):
         if self.budget not in BUDGETS: raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
         if not self.cap >= 1: raise ValueError(f"cap must be >= 1, got {self.cap}")
-        if int(self.rounds) != self.rounds or self.rounds < 1: raise ValueError(f"rounds must be a positive integer, got {self.rounds}")
-        self.train_config(0.1)  # validates epochs, momentum, weight decay
+        if isinstance(self.rounds, bool) or int(self.rounds) != self.rounds or self.rounds < 1:
+            raise ValueError(f"rounds must be a positive integer, got {self.rounds}")
 
-    def train_config(self, lr: float, epochs: int | None = None) -> TrainConfig:
-        return TrainConfig(epochs=epochs or self.epochs, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
+@dataclass
+class RethinkConfig(Data, Model, Training, Budget):
+    "The recipe shared by every run of one comparison: data, model, training (its `lr` is set by the grid) and budget."
 
-PRUNINGS = ('unstructured', 'iterative', 'structured')
+RETHINK_PRUNINGS = (*PRUNINGS, 'iterative')
 
 @dataclass
 class RethinkGrid:
-    "The cells of one comparison: every pruning method at every ratio, learning rate and seed; not part of the run folder's name."
+    "The cells of one comparison: every pruning method at every ratio, learning rate and seed."
     prunings: tuple[str, ...] = ('unstructured', 'structured')  # methods: unstructured (one-shot), iterative, structured
     ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # pruning ratios, for every method
     lrs: tuple[float, ...] = (0.1, 0.01)  # initial learning rates (dense network and retraining)
     seeds: tuple[int, ...] = (0, 1)  # seeds: initialisation θ0 and data order
 
     def __post_init__(self):
-        self.prunings, self.ratios = tuple(self.prunings), tuple(float(r) for r in self.ratios)
+        self.prunings, self.ratios = tuple(self.prunings), tuple(check_ratio(r, ' in ratios') for r in self.ratios)
         self.lrs, self.seeds = tuple(float(v) for v in self.lrs), tuple(self.seeds)
         for p in self.prunings:
-            if p not in PRUNINGS: raise ValueError(f"pruning must be one of {PRUNINGS}, got {p!r}")
-        for r in self.ratios:
-            if not 0 <= r < 1: raise ValueError(f"pruning ratio must be in [0, 1), got {r}")
+            if p not in RETHINK_PRUNINGS: raise ValueError(f"pruning must be one of {RETHINK_PRUNINGS}, got {p!r}")
         if not self.prunings or not self.ratios: raise ValueError("the grid needs at least one pruning method and one ratio")
         if not self.lrs or any(not lr > 0 for lr in self.lrs): raise ValueError(f"learning rates must be positive, got {list(self.lrs)}")
         if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
@@ -105,114 +76,99 @@ class RethinkGrid:
         self.seeds = tuple(int(v) for v in self.seeds)
 
 # %% ../nbs/12_rethinking.ipynb #ec700b5e
-def _fit(model: nn.Module, loaders, cfg: TrainConfig, d: Path, device, progress: bool, desc: str, save: bool = False,
-         **extra) -> dict:
-    "Train `model` in stage folder `d` (resumes; a finished folder is read, not retrained)."
-    def result(t):
-        if save: save_model(strip_masks(t.model), d / 'model.pt')
-        return dict(acc=t.history[-1]['test_acc'], sparsity=weight_sparsity(t.model), **extra)
-    return fit_stage(d, model, loaders, cfg, device, stage_hooks(device), progress, desc, result=result)
+def cell_config(cfg: RethinkConfig, seed: int, lr: float, ratio: float, init: str = 'rewind', retrain_epochs: int | None = None) -> EBConfig:
+    "The configuration of one retraining: `cfg`'s recipe at `seed` and `lr`, the ticket at `ratio` from `init`, `retrain_epochs` (None: Scratch-E)."
+    return EBConfig(**dataclasses.asdict(Recipe.of(cfg, seed=seed, lr=lr)), ratio=ratio, init=init, retrain_epochs=retrain_epochs)
 
-def dense_stage(cfg: RethinkConfig, num_classes: int, loaders, lr: float, seed: int, out: Path, device, progress=False) -> Path:
-    "Initialise (θ0 = `init.pt`) and train the dense network of (`lr`, `seed`); returns its folder."
-    d = out / 'dense' / f'lr{lr:g}-seed{seed}'
-    if not (d / 'init.pt').exists(): save_model(get_model(cfg.arch, num_classes, cfg.width, seed=seed), d / 'init.pt')
-    _fit(load_model(d / 'init.pt'), loaders, cfg.train_config(lr), d, device, progress, f'dense lr={lr:g}', save=True)
-    return d
+def prune_dir(root: Path, c: EBConfig, parent: Path, pruning: str) -> Path:
+    "The folder of the one-shot pruning of the network in `parent` under `c`'s ticket (shared with `eb-study compare`'s lottery ticket)."
+    return stage_dir(root, stage_spec('oneshot', Ticket.of(c), parent=parent, pruning=pruning))
+
+def retrain_dir(root: Path, c: EBConfig, parent: Path) -> Path:
+    "The folder of the retraining of the ticket in `parent` (a fresh fp32 schedule of `c.retrain_epochs`)."
+    return stage_dir(root, stage_spec('retrain', Retraining.of(c, retrain='full', retrain_bits=None), parent=parent))
 
 # %% ../nbs/12_rethinking.ipynb #7f1ba7ec
-def _iterative_mask(cfg: RethinkConfig, ratio: float, dense_dir: Path, job: Path, loaders, lr: float, device, progress) -> WeightMask:
-    "Iterative magnitude pruning to `ratio` in `cfg.rounds` rounds, retraining the winning ticket after each but the last."
-    dense = load_model(dense_dir / 'model.pt')
-    theta0, model = load_model(dense_dir / 'init.pt').state_dict(), dense
-    for j in range(1, cfg.rounds):
-        mask = unstructured_mask(model, 1 - (1 - ratio) ** (j / cfg.rounds))
-        d = job / f'round{j}'
-        _fit(lottery_ticket(dense, mask, 'winning', theta0), loaders, cfg.train_config(lr), d, device, progress,
-             f'round {j}', save=True)
-        model = apply_weight_mask(load_model(d / 'model.pt'), mask)
-    return unstructured_mask(model, ratio)
-
-MASKS = {'unstructured': lambda cfg, ratio, dense_dir, *_: unstructured_mask(load_model(dense_dir / 'model.pt'), ratio),
-         'structured': lambda cfg, ratio, dense_dir, *_: filter_mask(load_model(dense_dir / 'model.pt'), ratio),
-         'iterative': _iterative_mask}
-
-def mask_stage(cfg: RethinkConfig, pruning: str, ratio: float, dense_dir: Path, job: Path, loaders, lr: float,
-               device, progress=False) -> WeightMask | Mask:
-    "The mask of `pruning` at `ratio` for the dense network in `dense_dir` (iterative: trains the rounds); saved in `job`."
-    if pruning not in MASKS: raise ValueError(f"pruning must be one of {tuple(MASKS)}, got {pruning!r}")
-    if (job / 'mask.pt').exists(): return load_checkpoint(job / 'mask.pt')
-    mask = MASKS[pruning](cfg, ratio, dense_dir, job, loaders, lr, device, progress)
-    save_checkpoint(mask, job / 'mask.pt')
-    return mask
+def ticket_chain(cfg: RethinkConfig, pruning: str, ratio: float, init: str, seed: int, lr: float, data, loaders, root: Path,
+                 device, progress=False) -> Path:
+    "Prune the dense network of (`seed`, `lr`) at `ratio` by `pruning`, the ticket starting from `init`; the ticket's prune folder."
+    if pruning not in RETHINK_PRUNINGS: raise ValueError(f"pruning must be one of {RETHINK_PRUNINGS}, got {pruning!r}")
+    dense = dense_dir(Recipe.of(cfg, seed=seed, lr=lr), root)
+    if pruning != 'iterative':
+        d = prune_dir(root, cell_config(cfg, seed, lr, ratio, init), dense, pruning)
+        oneshot_stage(cell_config(cfg, seed, lr, ratio, init), data, dense, d, pruning)
+        return d
+    trained, prior = dense, None
+    for j in range(1, cfg.rounds + 1):  # round j prunes to 1 - (1 - ratio)^(j / rounds) of the weights
+        last = j == cfg.rounds
+        c = cell_config(cfg, seed, lr, ratio if last else 1 - (1 - ratio) ** (j / cfg.rounds), init if last else 'rewind')
+        d = prune_dir(root, c, trained, 'unstructured')
+        oneshot_stage(c, data, trained, d, 'unstructured', theta0_dir=dense, prior=prior)
+        if last: return d
+        trained, prior = retrain_dir(root, c, d), d
+        retrain_stage(c, loaders, d, trained, device, progress)
 
 # %% ../nbs/12_rethinking.ipynb #e0f5c635
-def retrain_stage(cfg: RethinkConfig, mask: WeightMask | Mask, init: str, dense_dir: Path, job: Path, loaders,
-                  lr: float, seed: int, input_size: tuple, device, progress=False) -> dict:
-    "Retrain the ticket `init` of `mask` at `lr` for the Scratch-E/B epochs, in `job/init`; returns its result."
-    d = job / init
-    if (d / 'result.json').exists(): return load_json(d / 'result.json')
-    dense, theta0 = load_model(dense_dir / 'model.pt'), load_model(dense_dir / 'init.pt').state_dict()
-    net = lottery_ticket(dense, mask, init, theta0, seed=RANDOM_SEED_OFFSET + seed)
-    flops, dense_flops = sparse_flops(net, input_size), sparse_flops(dense, input_size)
-    epochs = retrain_epochs(cfg.epochs, dense_flops, flops, cfg.budget, cfg.cap)
-    weights = sum(int((effective_weight(m) != 0).sum()) for m in prunable(net).values())
-    return _fit(net, loaders, cfg.train_config(lr, epochs), d, device, progress, f'{init} lr={lr:g}',
-                flops=flops, flops_ratio=dense_flops / flops, weights=weights)
+def retrain_ticket(cfg: RethinkConfig, ticket_dir: Path, seed: int, lr: float, loaders, root: Path, device, progress=False) -> dict:
+    "Retrain the ticket in `ticket_dir` at `lr` for the Scratch-E or Scratch-B epochs of `cfg.budget`; its row's figures."
+    pr = load_json(ticket_dir / 'result.json')
+    epochs = retrain_epochs(cfg.epochs, pr['flops_before'], pr['flops_after'], cfg.budget, cfg.cap)
+    c = cell_config(cfg, seed, lr, 0.0, pr['init'], None if cfg.budget == 'E' else epochs)
+    res = retrain_stage(c, loaders, ticket_dir, retrain_dir(root, c, ticket_dir), device, progress)
+    return dict(acc=res['test_acc'], epochs=res['epochs'], weights=pr['weights'], sparsity=res['sparsity'],
+                flops=pr['flops_after'], flops_ratio=pr['flops_before'] / pr['flops_after'], wall_s=res['wall_s'])
 
 # %% ../nbs/12_rethinking.ipynb #b1d5402d
 COLUMNS = ['pruning', 'ratio', 'lr', 'init', 'seed', 'acc', 'dense_acc', 'epochs', 'weights', 'sparsity', 'flops',
            'flops_ratio', 'wall_s']
 
-def run_folder(cfg: RethinkConfig, out: str | Path | None = None) -> Path:
-    "`out`, or `runs/rethinking/<hash of cfg's non-default fields>`."
-    return Path(out) if out is not None else Path('runs') / 'rethinking' / config_hash(cfg)
+def run_folder(out: str | Path | None = None) -> Path:
+    "`out`, or `runs/rethinking`: the stage folders, `rethink.csv` and `rethink.json` of a comparison."
+    return Path('runs/rethinking' if out is None else out)
 
 # %% ../nbs/12_rethinking.ipynb #f5ad27f3
 def compare(cfg: RethinkConfig,  # the recipe
             grid: RethinkGrid = RethinkGrid(),  # prunings, ratios, learning rates, seeds
-            out: str | Path | None = None,  # run folder (default: `run_folder(cfg)`)
+            out: str | Path | None = None,  # the run folder (default: `run_folder()`); may be shared with `eb-study compare`
             device: str = 'auto', progress: bool = False,
             download: bool = False,  # let torchvision download CIFAR if it is not on disk
            ) -> pd.DataFrame:
     "Liu et al.'s comparison: winning ticket vs random re-initialisation for each pruning, ratio, lr and seed."
-    out, device = run_folder(cfg, out), resolve_device(device)
-    recipe = dataclasses.asdict(cfg)
-    if (out / 'config.json').exists() and load_json(out / 'config.json') != json.loads(json.dumps(recipe)):
-        raise ValueError(f"{out} holds a comparison with another recipe; choose another out folder")
-    data = load_data(cfg.dataset, download=download)
-    save_json(recipe, out / 'config.json')
-    rows, size = [], (1, *data.x_train.shape[1:])
+    out, device = run_folder(out), resolve_device(device)
+    data = load_data(cfg.dataset, download=download)  # validates before anything is written
+    rows = []
     for seed in grid.seeds:
         loaders = get_loaders(data, batch_size=cfg.batch_size, device=device, seed=seed)
         for lr in grid.lrs:
-            dense_dir = dense_stage(cfg, data.num_classes, loaders, lr, seed, out, device, progress)
-            dense_acc = load_json(dense_dir / 'result.json')['acc']
+            recipe = Recipe.of(cfg, seed=seed, lr=lr)
+            dense = dense_stage(recipe, data, loaders, dense_dir(recipe, out), device, progress)
             for pruning in grid.prunings:
                 for ratio in grid.ratios:
-                    job = out / pruning / f'p{ratio:g}' / f'lr{lr:g}-seed{seed}'
-                    mask = mask_stage(cfg, pruning, ratio, dense_dir, job, loaders, lr, device, progress)
-                    for init in INITS:
-                        res = retrain_stage(cfg, mask, init, dense_dir, job, loaders, lr, seed, size, device, progress)
-                        rows.append(dict(pruning=pruning, ratio=ratio, lr=lr, init=init, seed=seed, dense_acc=dense_acc, **res))
+                    for init in STARTS:
+                        d = ticket_chain(cfg, pruning, ratio, init, seed, lr, data, loaders, out, device, progress)
+                        rows.append(dict(pruning=pruning, ratio=ratio, lr=lr, init=init, seed=seed, dense_acc=dense['test_acc'],
+                                         **retrain_ticket(cfg, d, seed, lr, loaders, out, device, progress)))
     df = pd.DataFrame(rows)[COLUMNS]
-    df.to_csv(out / 'results.csv', index=False)
+    atomic_write(out / 'rethink.csv', df.to_csv(index=False).encode())
+    save_json(dict(recipe=dataclasses.asdict(cfg), grid=dataclasses.asdict(grid)), out / 'rethink.json')
     return df
 
 # %% ../nbs/12_rethinking.ipynb #d936a17f
 def _pm(s: pd.Series) -> str:
     return f"{100 * s.mean():.2f} ± {100 * s.std():.2f}" if len(s) > 1 else f"{100 * s.mean():.2f}"
 
+WIN, RND = INIT_NAMES['rewind'], INIT_NAMES['random']  # 'winning ticket', 'random re-init'
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    "Mean ± std test accuracy (%) over seeds per pruning, ratio and lr: unpruned, winning, random, winning − random."
+    "Mean ± std test accuracy (%) over seeds per pruning, ratio and lr: unpruned, winning ticket, random re-init, winning − random."
     keys = ['pruning', 'ratio', 'lr']
-    wide = df.pivot_table(index=keys + ['seed'], columns='init', values='acc').reset_index()
+    wide = df.pivot_table(index=keys + ['seed'], columns='init', values='acc').rename(columns=INIT_NAMES).reset_index()
     dense = df.drop_duplicates(['lr', 'seed']).set_index(['lr', 'seed']).dense_acc
     wide['unpruned'] = [dense[(lr, s)] for lr, s in zip(wide.lr, wide.seed)]
-    wide['winning − random'] = wide['winning'] - wide['random']
+    wide['winning − random'] = wide[WIN] - wide[RND]
     wide['pruning'] = pd.Categorical(wide.pruning, categories=list(dict.fromkeys(df.pruning)))  # keep the run's order
     g = wide.groupby(keys, observed=True)
-    t = g.agg({c: _pm for c in ('unpruned', 'winning', 'random', 'winning − random')})
+    t = g.agg({c: _pm for c in ('unpruned', WIN, RND, 'winning − random')})
     t['n'] = g.size()
     return t
 
@@ -225,10 +181,10 @@ def plot_comparison(df: pd.DataFrame, title: str = ''):
     for ax, p in zip(axs[0], prunings):
         d = df[df.pruning == p]
         for i, lr in enumerate(sorted(d.lr.unique(), reverse=True)):
-            for init, ls, mk in (('winning', '-', 'o'), ('random', '--', 's')):
+            for init, ls, mk in (('rewind', '-', 'o'), ('random', '--', 's')):
                 g = d[(d.lr == lr) & (d.init == init)].groupby('ratio').acc.agg(['mean', 'std'])
                 ax.errorbar(100 * g.index, 100 * g['mean'], yerr=100 * g['std'].fillna(0), color=f'C{i}', ls=ls,
-                            marker=mk, ms=5, capsize=3, label=f'{init}, lr {lr:g}')
+                            marker=mk, ms=5, capsize=3, label=f'{INIT_NAMES[init]}, lr {lr:g}')
             dense = d[d.lr == lr].drop_duplicates('seed').dense_acc.mean()
             ax.axhline(100 * dense, color=f'C{i}', ls=':', lw=1, label=f'unpruned, lr {lr:g}')
         ax.set(xlabel='pruning ratio (%)', ylabel='test accuracy (%)', title=f'{p} {title}'.strip())
@@ -238,8 +194,8 @@ def plot_comparison(df: pd.DataFrame, title: str = ''):
 
 # %% ../nbs/12_rethinking.ipynb #cce7805c
 def report(df: pd.DataFrame, folder: str | Path, title: str = '') -> pd.DataFrame:
-    "Write the summary table (`summary.csv`) and Figure 7 (`figure.png`) of the comparison `df` into `folder`; returns the table."
+    "Write the summary table (`rethink_summary.csv`) and Figure 7 (`rethink_figure.png`) of the comparison `df` into `folder`; returns the table."
     import matplotlib.pyplot as plt
-    table = summary_table(df); table.to_csv(Path(folder) / 'summary.csv')
-    fig = plot_comparison(df, title); fig.savefig(Path(folder) / 'figure.png', dpi=110); plt.close(fig)
+    table = summary_table(df); table.to_csv(Path(folder) / 'rethink_summary.csv')
+    fig = plot_comparison(df, title); fig.savefig(Path(folder) / 'rethink_figure.png', dpi=110); plt.close(fig)
     return table

@@ -10,10 +10,16 @@ from .models import build_model
 from .prune import prune_channels
 
 # %% auto #0
-__all__ = ['INITS', 'make_ticket']
+__all__ = ['INITS', 'INIT_NAMES', 'REINIT_SEED_OFFSET', 'reinit_seed', 'make_ticket']
 
 # %% ../nbs/08_retrain.ipynb #8aedd5aa
 INITS = ('inherit', 'random', 'rewind')
+INIT_NAMES = {'inherit': 'EB weights', 'random': 'random re-init', 'rewind': 'winning ticket'}  # as tables show them
+REINIT_SEED_OFFSET = 1000
+
+def reinit_seed(seed: int) -> int:
+    "The seed of run `seed`'s random re-initialisation: `REINIT_SEED_OFFSET + seed`, never another run's θ0 (seeds below 1000)."
+    return REINIT_SEED_OFFSET + int(seed)
 
 def make_ticket(model: nn.Module,  # the dense network at the epoch the ticket is drawn (EB weights)
                 mask: Mask,  # the channel mask to prune with

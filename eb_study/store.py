@@ -77,14 +77,19 @@ def config_hash(cfg, n: int = 10) -> str:
 
 # %% ../nbs/06_store.ipynb #82e1811e
 def stage_spec(stage: str,  # the stage's name: 'search', 'dense', 'prune', ...
-               cfg,  # a dataclass holding the settings
-               fields,  # the names of the fields of `cfg` this stage depends on
+               *settings,  # the settings objects (dataclass instances) the stage takes
                parent: Path | str | None = None,  # the folder of the stage this one starts from
+               **extra,  # further values the stage depends on (an epoch to draw at, a method's name)
               ) -> dict:
-    "What stage `stage` depends on: the non-default values of `fields` of `cfg`, and its parent stage's folder name."
-    missing = set(fields) - {f.name for f in dataclasses.fields(cfg)}
-    if missing: raise ValueError(f"{type(cfg).__name__} has no fields {sorted(missing)}")
-    return dict(stage=stage, parent=None if parent is None else Path(parent).name, **nondefault_fields(cfg, fields))
+    "What stage `stage` depends on: the non-default fields of each of `settings`, `extra`, and its parent stage's folder name."
+    spec = dict(stage=stage, parent=None if parent is None else Path(parent).name)
+    for s in settings:
+        if not dataclasses.is_dataclass(s) or isinstance(s, type): raise TypeError(f"stage_spec takes settings objects, got {s!r}")
+        fields = nondefault_fields(s)
+        twice = set(fields) & set(spec)
+        if twice: raise ValueError(f"{sorted(twice)} given twice to stage {stage!r}: a field belongs to one settings object")
+        spec.update(fields)
+    return {**spec, **extra}
 
 def stage_dir(root: str | Path,  # where stage folders live
               spec: dict,  # from `stage_spec`

@@ -15,34 +15,21 @@ from torch.nn.parallel import DistributedDataParallel
 from .dist import is_distributed, is_main, barrier, broadcast_flag, all_sum
 from .masking import add_bn_l1_grad
 from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write
+from .models import save_model
+from .settings import Training
+from .sparse import strip_masks
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'resolve_device', 'fit_stage']
+__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'resolve_device', 'StageResult', 'fit_stage']
 
 # %% ../nbs/07_train.ipynb #31f36685
 @dataclass
-class TrainConfig:
-    "How to train: optimiser, schedule, sparsity and numerics."
-    epochs: int = 160  # length of the run
-    lr: float = 0.1  # initial learning rate
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 1e-4  # applied to every parameter, BN included (as the reference code)
-    schedule: str = 'step'  # 'step' (÷10 at each milestone) or 'cosine' (to 0 over the run)
-    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of `epochs` (paper: 80 and 120 of 160)
-    sparsity: float = 0.0  # s, the L1 penalty on BN scales γ (the EB search sets 1e-4); 0: ordinary training
-    precision: str = 'fp32'  # 'fp32', or 'bf16' autocast (CPU and GPU)
-    channels_last: bool = True  # NHWC memory format: about 20 % faster on the 2-core CPU here, the fast path on GPUs
-    deterministic: bool = True  # on GPUs, cuDNN's deterministic kernels only (same-seed runs gave the same masks on an H100)
-    sync_bn: bool = False  # on several GPUs (`eb_study.dist`): BN statistics over the global batch (SyncBatchNorm), not per process
+class TrainConfig(Training):
+    "How the engine trains: the `Training` settings (optimiser, schedule, numerics), plus the L1 strength on BN scales."
+    sparsity: float = 0.0  # s, the L1 penalty on BN scales γ (the EB search sets its `Search.sparsity`); 0: ordinary training
 
-    def __post_init__(self):
-        if int(self.epochs) != self.epochs or self.epochs < 1: raise ValueError(f"epochs must be a positive integer, got {self.epochs}")
-        if not self.lr > 0: raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.schedule not in ('step', 'cosine'): raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
-        if any(not 0 < m <= 1 for m in self.milestones): raise ValueError(f"milestones are fractions in (0, 1], got {self.milestones}")
-        if self.precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.sparsity < 0: raise ValueError(f"sparsity must be >= 0, got {self.sparsity}")
-        self.milestones = tuple(self.milestones)
+    def check(self):
+        if not self.sparsity >= 0: raise ValueError(f"sparsity must be >= 0, got {self.sparsity}")
 
     @property
     def bits(self) -> int:
@@ -215,19 +202,41 @@ def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     if device.type == 'cuda' and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but CUDA is not available")
     return device
 
-def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, result.json
+def _save_weights(model: nn.Module, path: Path):
+    "A stage's weights, any weight mask folded in: `save_model`'s file for a registry network, else its `state_dict`."
+    model = strip_masks(model)
+    if isinstance(getattr(model, 'config', None), dict): save_model(model, path)
+    else: save_checkpoint({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+@dataclass
+class StageResult:
+    "The engine's entries of every training stage's `result.json` (its hooks' `summary` and the stage's own `result` add theirs)."
+    epochs: int  # epochs trained in this stage
+    test_acc: float  # test accuracy after its last epoch
+    bits: int  # word length of its arithmetic (32 fp32, 16 bf16; a low-precision hook reports its own)
+    wall_s: float  # training time of all its epochs, evaluation excluded
+    epoch_time_s: list[float]  # training time of each epoch
+
+def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, result.json
               model: nn.Module, loaders,  # the network, and its (train, test) loaders
               cfg: TrainConfig, device='cpu', hooks=(), progress: bool = True, desc: str = 'train',
               result=lambda t: {},  # the stage's own entries of result.json, from the finished `Trainer`
               start_epoch: int = 0,  # start the schedule at this epoch (a continued schedule)
              ) -> dict:
-    "Train `model` in stage folder `d` (resuming) and write `d/result.json`; if it exists, return it and train nothing."
-    if (Path(d) / 'result.json').exists(): return load_json(Path(d) / 'result.json')
+    "Train `model` in stage folder `d` (resuming); write its weights (`model.pt`) and `result.json`. A finished stage is read, not retrained."
+    d = Path(d)
+    if (d / 'result.json').exists():
+        if not (d / 'model.pt').exists() and (d / 'checkpoint.pt').exists():  # finished before model.pt was part of a stage
+            model.load_state_dict(load_checkpoint(d / 'checkpoint.pt')['model'])
+            _save_weights(model, d / 'model.pt')
+        return load_json(d / 'result.json')
     t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc,
                 start_epoch=start_epoch)
     t.fit()
-    res = dict(epochs=len(t.history), test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
-               wall_s=float(sum(h['time_s'] for h in t.history)), epoch_time_s=[h['time_s'] for h in t.history])
+    _save_weights(t.model, d / 'model.pt')  # the stage's output: what later stages read, never checkpoint.pt
+    res = dataclasses.asdict(StageResult(epochs=len(t.history), test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
+                                         wall_s=float(sum(h['time_s'] for h in t.history)),
+                                         epoch_time_s=[h['time_s'] for h in t.history]))
     for h in t.hooks: res.update(h.summary(t) if hasattr(h, 'summary') else {})
     res.update(result(t))
     save_json(res, Path(d) / 'result.json')

@@ -33,7 +33,7 @@ def test_writes_results_and_the_table(tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     (['--methods', 'eb,slimming'], "unknown method 'slimming'"),
-    (['--ratios', '0.5,1.0'], 'ratio must be in (0, 1)'),
+    (['--ratios', '0.5,1.0'], 'ratio must be in [0, 1), got 1.0 in ratios'),
     (['--seeds', '0;1'], 'comma-separated'),
     (['--arch', 'vgg7'], "unknown model 'vgg7'"),
     (['--dataset', '/no/such/file.npz'], '/no/such/file.npz'),

@@ -14,7 +14,7 @@ from ..detector import EBQueue, EarlyBird
 from ..masking import add_bn_l1_grad
 
 # %% auto #0
-__all__ = ['EarlyBirdHooks', 'eb_state_to_json', 'eb_state_from_json', 'detectors_equal', 'EpochSampler']
+__all__ = ['EarlyBirdHooks', 'eb_state_to_json', 'eb_state_from_json']
 
 # %% ../../nbs/16_integrations.ipynb #494cc7cd
 class EarlyBirdHooks:

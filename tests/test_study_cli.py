@@ -1,0 +1,34 @@
+"""End-to-end runs of `eb-study study` in fresh processes: the list of studies, a tiny study writing the results files
+its notebook reads, and bad input."""
+import json
+
+import pandas as pd
+
+from conftest import clean_error, run_script
+from eb_study.studies import STUDIES
+
+
+def study(*args, check=True): return run_script('eb-study', 'study', *args, check=check)
+
+
+def test_list_names_every_study_and_its_notebook():
+    out = study('--list').stdout
+    for s in STUDIES.values(): assert s.name in out and s.notebook in out, s.name
+
+
+def test_table2_tiny_writes_the_results_its_notebook_reads(tmp_path):
+    out, runs = tmp_path / 'results', tmp_path / 'runs'
+    r = study('table2', '--tiny', '--out', out, '--runs', runs, '--quiet')
+    for f in ('results.csv', 'draws.csv', 'lr.csv', 'snip_full.csv', 'config.json'): assert (out / f).stat().st_size > 0, f
+    df = pd.read_csv(out / 'results.csv')
+    assert set(df.method) == {'eb', 'eb-reinit', 'ns', 'lt', 'snip', 'thinet', 'eb-lf', 'eb-ll'} and set(df.ratio) == {0.3, 0.5, 0.7}
+    cfg = json.loads((out / 'config.json').read_text())
+    assert cfg['study'] == 'table2' and cfg['tiny'] and cfg['package']['version'] and 'steps_per_epoch' in cfg
+    assert str(out) in r.stdout and 'results.csv' in r.stdout
+    assert any(runs.glob('dense-*')) and not any(out.glob('dense-*'))   # stage folders under --runs, results under --out
+
+
+def test_bad_input_stops_with_a_clear_message(tmp_path):
+    clean_error(study('table3', '--out', tmp_path / 'o', check=False), "unknown study 'table3'", 'eb-study study: error:')
+    clean_error(study('--out', tmp_path / 'o', check=False), 'name a study')
+    assert not (tmp_path / 'o').exists()
