@@ -95,6 +95,7 @@ def rethink_command(cfg: RethinkConfig, grid: RethinkGrid, out=None, device='aut
     print(table.to_string()); print(f"results: {folder / 'rethink.csv'}")
     return df
 
+# %% ../nbs/10_cli.ipynb #5c282970
 def compare_command(cfg: EBConfig, grid: CompareGrid, ex: ExecutorConfig = ExecutorConfig(), out=None, device='auto',
                     quiet=False, download=False):
     "Run the Table 2 comparison of `grid`'s methods under the recipe `cfg`, its jobs on `ex`; print the table in the paper's layout."
@@ -106,6 +107,7 @@ def compare_command(cfg: EBConfig, grid: CompareGrid, ex: ExecutorConfig = Execu
     print(f"results: {Path(out or 'runs/compare') / 'results.csv'}")
     return df
 
+# %% ../nbs/10_cli.ipynb #634e2a08
 @dataclasses.dataclass
 class StudyOptions:
     "Which study to run, and how (`eb_study.studies`)."
@@ -123,6 +125,7 @@ def study_command(opts: StudyOptions, ex: ExecutorConfig = ExecutorConfig(), out
     print(f"study {opts.study}{' (tiny)' if opts.tiny else ''}: results in {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     return folder
 
+# %% ../nbs/10_cli.ipynb #a9ee15e0
 COMMANDS = {  # name -> (configuration dataclasses, function, description)
     'train': ((EBConfig,), train_command, "EB Train (You et al., ICLR 2020): search, prune, retrain, and a dense baseline"),
     'rethink': ((RethinkConfig, RethinkGrid), rethink_command,
@@ -144,6 +147,7 @@ def arg_parser(name: str = 'train', prog: str | None = None) -> argparse.Argumen
     _run_options(p)
     return p
 
+# %% ../nbs/10_cli.ipynb #f3b7a5b2
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     "The `eb-study` command: `eb-study [train] [options]`, `eb-study rethink [options]` or `eb-study compare [options]`."
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -41,7 +41,7 @@ class CompareGrid:
     def __post_init__(self):
         self.methods, self.ratios, self.seeds = tuple(self.methods), tuple(float(r) for r in self.ratios), tuple(self.seeds)
         for m in self.methods:
-            if m not in METHODS: raise ValueError(f"unknown method {m!r}; valid names: {', '.join(METHODS)}")
+            if m not in METHODS: raise ValueError(f"unknown method {m!r} in methods; valid names: {', '.join(METHODS)}")
         self.ratios = tuple(check_ratio(r, ' in ratios') for r in self.ratios)
         if not self.methods or not self.ratios: raise ValueError("the grid needs at least one method and one ratio")
         if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #7d25c9f7
 from __future__ import annotations
-import math, os
+import math, os, warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -101,8 +101,8 @@ def cifar_data(name: str = 'cifar10',  # 'cifar10' or 'cifar100'
     cls = {'cifar10': datasets.CIFAR10, 'cifar100': datasets.CIFAR100}[name]
     root = data_root(root)
     if not download and not (root / cls.base_folder).exists():
-        raise FileNotFoundError(f"{name} not found: looked for {root / cls.base_folder}. Pass download=True to fetch "
-                                f"it, or point root= (or $EB_STUDY_DATA) at the folder that holds {cls.base_folder}")
+        raise FileNotFoundError(f"{name} not found: looked for {root / cls.base_folder}. Fetch it with --download "
+                                f"(download=True in Python), or point $EB_STUDY_DATA (root=) at the folder that holds {cls.base_folder}")
     tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
     ys = [torch.tensor(ds.targets, dtype=torch.int64) for ds in (tr, te)]
     return ImageData(_from_hwc(tr.data), ys[0], _from_hwc(te.data), ys[1], len(tr.classes), name=name,
@@ -111,18 +111,41 @@ def cifar_data(name: str = 'cifar10',  # 'cifar10' or 'cifar100'
 # %% ../nbs/04_data.ipynb #98e179e6
 NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 
+def _labels_found(y: Tensor) -> str:
+    "The distinct labels of `y`, briefly: `100..109 (10 distinct)` or the first few."
+    u = torch.unique(y).tolist()
+    if u == list(range(u[0], u[-1] + 1)): return f"{u[0]}..{u[-1]} ({len(u)} distinct)"
+    return f"{', '.join(map(str, u[:8]))}{', ...' if len(u) > 8 else ''} ({len(u)} distinct)"
+
 def npz_data(path: str | os.PathLike) -> ImageData:
-    "A dataset from the `.npz` file at `path`, with arrays `x_train`, `y_train`, `x_test`, `y_test`."
+    "A dataset from the `.npz` file at `path`, with arrays `x_train`, `y_train`, `x_test`, `y_test` (and optionally `num_classes`)."
     path = Path(path).expanduser()
     if not path.is_file(): raise FileNotFoundError(f"no .npz file at {path}")
-    with np.load(path, allow_pickle=False) as z:
+    try: z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e: raise ValueError(f"{path} is not a valid .npz file (numpy: {e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile): raise ValueError(f"{path} is not a valid .npz file (it holds a single array)")
+    with z:
         missing = [k for k in NPZ_KEYS if k not in z.files]
         if missing: raise ValueError(f"{path} lacks the arrays {missing} (it has {z.files}; needs {list(NPZ_KEYS)})")
-        a = {k: torch.from_numpy(z[k]) for k in NPZ_KEYS}
-    for k in ('y_train', 'y_test'):
-        if not a[k].dtype.is_floating_point: a[k] = a[k].long()
-    k = int(max(a['y_train'].max(), a['y_test'].max())) + 1
-    return ImageData(a['x_train'], a['y_train'], a['x_test'], a['y_test'], k, name=path.name)
+        try: a = {k: z[k] for k in NPZ_KEYS}; k = int(z['num_classes']) if 'num_classes' in z.files else None
+        except ValueError as e:
+            if 'pickle' in str(e): raise ValueError(f"{path} holds object arrays, which need pickle and are never loaded: save numeric arrays") from None
+            raise ValueError(f"{path}: {e}") from None
+    for s in ('train', 'test'):  # N×H×W×C (Keras, TFDS, image tools) -> N×C×H×W
+        x = a[f'x_{s}']
+        if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+            if s == 'train': warnings.warn(f"{path.name}: images are N×H×W×C {x.shape}; transposed to N×C×H×W")
+            a[f'x_{s}'] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    a = {name: torch.from_numpy(v) for name, v in a.items()}
+    for name in ('y_train', 'y_test'):
+        if not a[name].dtype.is_floating_point: a[name] = a[name].long()
+    if k is None and not any(a[n].dtype.is_floating_point for n in ('y_train', 'y_test')):
+        y = torch.cat([a['y_train'], a['y_test']])
+        k = int(y.max()) + 1 if len(y) else 0
+        if len(y) and (int(y.min()) < 0 or len(torch.unique(y)) != k):
+            raise ValueError(f"{path}: labels must be the classes 0..K-1, each used (or give K in an array num_classes); "
+                             f"found {_labels_found(y)}")
+    return ImageData(a['x_train'], a['y_train'], a['x_test'], a['y_test'], k or 0, name=path.name)
 
 # %% ../nbs/04_data.ipynb #51b3bd5d
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')

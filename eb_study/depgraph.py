@@ -50,6 +50,7 @@ class _GroupedConvPruner(tp.pruner.function.ConvPruner):
         layer.in_channels, layer.weight = len(kept[0]) * layer.groups, w
         return layer
 
+# %% ../nbs/05d_depgraph.ipynb #c4872fde
 def _graph(model: nn.Module) -> tp.DependencyGraph:
     "torch-pruning's dependency graph of `model`, traced in eval mode on one zero image of 32×32 pixels."
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
@@ -85,6 +86,7 @@ def _coupling(model: nn.Module, dg: tp.DependencyGraph) -> tuple[list[list[str]]
         if b > 1: blocks[groups[-1][0]] = b
     return groups, blocks
 
+# %% ../nbs/05d_depgraph.ipynb #da62395a
 def coupled_groups(model: nn.Module) -> list[list[str]]:
     "The BN layers of `model` that share channels (removing channel c of one removes it from all), by name."
     return _coupling(model, _graph(model))[0]

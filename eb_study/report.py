@@ -126,7 +126,8 @@ def read_log(path: str | Path) -> list[dict]:
     with open(path, newline='') as f:
         return [{k: float(v) if v else None for k, v in row.items()} for row in csv.DictReader(f)]
 
-def plot_run(cfg: EBConfig, dirs: dict[str, Path]) -> list[Path]:
+def plot_run(cfg,  # the run's `EBConfig`
+             dirs: dict[str, Path]) -> list[Path]:
     "Write `distance_matrix.png` and `curves.png` of the run whose stage folders are `dirs` into `dirs['run']`."
     import matplotlib.pyplot as plt
     from eb_study.distance import distance_matrix, plot_distance_matrix

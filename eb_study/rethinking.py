@@ -68,9 +68,9 @@ class RethinkGrid:
         self.prunings, self.ratios = tuple(self.prunings), tuple(check_ratio(r, ' in ratios') for r in self.ratios)
         self.lrs, self.seeds = tuple(float(v) for v in self.lrs), tuple(self.seeds)
         for p in self.prunings:
-            if p not in RETHINK_PRUNINGS: raise ValueError(f"pruning must be one of {RETHINK_PRUNINGS}, got {p!r}")
+            if p not in RETHINK_PRUNINGS: raise ValueError(f"pruning must be one of {RETHINK_PRUNINGS}, got {p!r} in prunings")
         if not self.prunings or not self.ratios: raise ValueError("the grid needs at least one pruning method and one ratio")
-        if not self.lrs or any(not lr > 0 for lr in self.lrs): raise ValueError(f"learning rates must be positive, got {list(self.lrs)}")
+        if not self.lrs or any(not lr > 0 for lr in self.lrs): raise ValueError(f"learning rates (lrs) must be positive, got {list(self.lrs)}")
         if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
             raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
         self.seeds = tuple(int(v) for v in self.seeds)

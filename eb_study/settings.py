@@ -68,7 +68,7 @@ class Model(Settings):
     arch: str = 'vgg16'  # a key of `eb_study.models.MODELS`: vgg11/13/16/19, preresnet20/56/101/164, or torchvision's resnet18, mobilenet_v2, ...
     width: float = 0.25  # channel width multiplier
     def check(self):
-        if self.arch not in MODELS: raise ValueError(f"unknown model {self.arch!r}; valid names: {', '.join(MODELS)}")
+        if self.arch not in MODELS: raise ValueError(f"unknown model {self.arch!r} (arch); valid names: {', '.join(MODELS)}")
         if not self.width > 0: raise ValueError(f"width must be positive, got {self.width}")
 
 # %% ../nbs/06a_settings.ipynb #d30b79f6

@@ -198,16 +198,19 @@ def fit(self: Trainer) -> list[dict]:
 def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     "`'auto'` is CUDA when available, else the CPU; asking for CUDA where there is none is an error."
     if str(device) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(device)
+    try: device = torch.device(device)
+    except (RuntimeError, TypeError): raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
     if device.type == 'cuda' and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but CUDA is not available")
     return device
 
+# %% ../nbs/07_train.ipynb #ecd1184b
 def _save_weights(model: nn.Module, path: Path):
     "A stage's weights, any weight mask folded in: `save_model`'s file for a registry network, else its `state_dict`."
     model = strip_masks(model)
     if isinstance(getattr(model, 'config', None), dict): save_model(model, path)
     else: save_checkpoint({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
+# %% ../nbs/07_train.ipynb #ee109bf7
 @dataclass
 class StageResult:
     "The engine's entries of every training stage's `result.json` (its hooks' `summary` and the stage's own `result` add theirs)."
