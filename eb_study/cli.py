@@ -8,11 +8,11 @@ import argparse, dataclasses, sys, types, typing
 from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train
-from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder, report
+from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder
 from .settings import Settings
-from .report import summary
+from .report import summary, table2, rethink_report
 from .studies import STUDIES, list_studies, run_study
-from .compare import CompareGrid, GRID_FIELDS, table2
+from .compare import CompareGrid, GRID_FIELDS
 from .executors import ExecutorConfig, GridError, run_grid
 from .dist import init_distributed, is_main, launched
 from .train import resolve_device
@@ -91,7 +91,7 @@ def rethink_command(cfg: RethinkConfig, grid: RethinkGrid, out=None, device='aut
     "Run Liu et al.'s comparison for `cfg` over `grid`; print the summary table, write it and the figure."
     df = rethink_compare(cfg, grid, out, device, progress=not quiet and sys.stderr.isatty(), download=download)
     folder = run_folder(out)
-    table = report(df, folder, f'({cfg.arch}, {Path(cfg.dataset).name})')
+    table = rethink_report(df, folder, f'({cfg.arch}, {Path(cfg.dataset).name})')
     print(table.to_string()); print(f"results: {folder / 'rethink.csv'}")
     return df
 

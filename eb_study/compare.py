@@ -15,7 +15,6 @@ from .data import load_data, get_loaders
 from .cost import stage_cost, total
 from .ebtrain import (EBConfig, Recipe, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
                               ns_stages, oneshot_stage, stage_dirs, drawn_ticket)
-from .report import si
 from .masking import channel_mask, check_ratio
 from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
@@ -28,7 +27,7 @@ from .train import fit_stage, resolve_device
 
 # %% auto #0
 __all__ = ['GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'COLUMNS', 'CompareGrid', 'Cells', 'lt_dirs', 'snip_batch',
-           'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job', 'write_results', 'compare', 'table2', 'draw_at']
+           'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job', 'write_results', 'compare', 'draw_at']
 
 # %% ../nbs/14_compare.ipynb #417dcffa
 @dataclass
@@ -169,7 +168,7 @@ def _thinet(cells: Cells, seed: int, ratio: float) -> dict:
     dp = stage_dir(cells.root, stage_spec('thinet-prune', Ticket.of(cfg), parent=dense_dir))
     if not (dp / 'ticket.pt').exists():
         tr = cells.loaders(seed)[0]
-        images = [((tr.x[i:i + 64].float() - tr.mean) / tr.std) for i in range(0, 256, 64)]
+        images = [tr.encode(tr.x[i:i + 64]) for i in range(0, 256, 64)]  # as the loader feeds them
         trained = cells.trained_dense(seed)
         save_model(prune_channels(trained, thinet_mask(trained, ratio, images, seed=seed)), dp / 'ticket.pt')
     ticket = load_model(dp / 'ticket.pt')
@@ -271,31 +270,6 @@ def compare(cfg: EBConfig,  # the recipe: data, model, schedule, EB search and r
     for job in shared: run_job(cells, job)
     return write_results([run_job(cells, job) for job in jobs], cfg, grid, root)
 
-
-# %% ../nbs/14_compare.ipynb #3023d0d0
-def _fmt_range(s: pd.Series) -> str:
-    return f"{100 * s.mean():.2f}" + (f" ({100 * s.min():.2f}–{100 * s.max():.2f})" if len(s) > 1 else '')
-
-def table2(df: pd.DataFrame, eb: str = 'eb') -> pd.DataFrame:
-    "Table 2 of You et al. from `results.csv`: accuracy (min–max over seeds), training FLOPs, time and energy per method and ratio."
-    order = [m for m in METHODS if m in set(df.method)]
-    df = df.assign(energy_j=pd.to_numeric(df.energy_j))  # all empty where not measured
-    g = df.groupby(['method', 'ratio'])
-    t = pd.DataFrame({'acc % (min–max)': g.acc.apply(_fmt_range), 'seeds': g.size(),
-                      'train FLOPs': g.train_flops.mean().map(si), 'ideal sparse FLOPs': g.train_flops_sparse.mean().map(si),
-                      'wall s': g.wall_s.mean().map(lambda v: f'{v:.1f}'),
-                      'energy kJ': (g.energy_j.mean() / 1000).map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')})
-    t = t.reindex(pd.MultiIndex.from_product([order, sorted(df.ratio.unique())], names=['method', 'ratio'])).dropna(how='all')
-    t = t.assign(seeds=t.seeds.astype(int)).astype(object)
-    base = [m for m in ('ns', 'lt', 'snip', 'thinet') if m in order]
-    if eb in order and base:
-        for r in sorted(df.ratio.unique()):
-            e, b = g.mean(numeric_only=True).loc[eb].loc[r], g.mean(numeric_only=True).loc[base].xs(r, level='ratio')
-            t.loc[('improvement', r), :] = [f"{100 * (e.acc - b.acc.max()):+.2f}", '',
-                                            f"{b.train_flops.min() / e.train_flops:.2f}x", '',
-                                            f"{b.wall_s.min() / e.wall_s:.2f}x",
-                                            'n/a' if pd.isna(e.energy_j) else f"{b.energy_j.min() / e.energy_j:.2f}x"]
-    return t
 
 # %% ../nbs/14_compare.ipynb #58e34b43
 def draw_at(cells: Cells, seed: int, ratio: float, epoch: int, **kw) -> dict:

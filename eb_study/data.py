@@ -298,9 +298,13 @@ class DeviceLoader:
             idx = order[j]
             xb = self.x[idx]
             if self.train: xb = crop_flip(xb, shift[0, j], shift[1, j], flip[j], self.pad)
-            xb = (xb.float() - self.mean) / self.std
+            xb = self.encode(xb)
             if self.channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, self.y[idx]
+
+    def encode(self, x: Tensor) -> Tensor:
+        "uint8 images `x` normalised as this loader feeds them to the network (float, per-channel mean and std)."
+        return (x.to(self.device).float() - self.mean) / self.std
 
     def decode(self, xb: Tensor) -> Tensor:
         "Undo the normalisation of a batch `xb`: uint8 images as they were fed to the network."

@@ -6,14 +6,17 @@
 from __future__ import annotations
 import csv, math, statistics
 from pathlib import Path
+import pandas as pd
 import torch
 from .cost import bitops, stage_cost, total
 from .masking import bn_scales
+from .retrain import INIT_NAMES
 from .store import load_json, save_checkpoint, load_checkpoint
 from .train import Trainer, TrainConfig, Hook
 
 # %% auto #0
-__all__ = ['si', 'summarise', 'summary', 'read_log', 'plot_run', 'RecordScales', 'Snapshot', 'save_summary', 'load_masks']
+__all__ = ['si', 'summarise', 'summary', 'read_log', 'plot_run', 'RecordScales', 'Snapshot', 'save_summary', 'load_masks',
+           'table2', 'summary_table', 'plot_comparison', 'rethink_report']
 
 # %% ../nbs/09a_report.ipynb #8a3aab80
 def si(v) -> str:
@@ -195,3 +198,76 @@ def load_masks(d: Path) -> dict[float, torch.Tensor]:
     with np.load(Path(d) / 'masks.npz') as z:
         n = int(z['n'])
         return {float(k[1:]): torch.from_numpy(np.unpackbits(z[k], axis=1)[:, :n].astype(bool)) for k in z.files if k != 'n'}
+
+# %% ../nbs/09a_report.ipynb #5cce9dfa
+def _fmt_range(s: pd.Series) -> str:
+    return f"{100 * s.mean():.2f}" + (f" ({100 * s.min():.2f}–{100 * s.max():.2f})" if len(s) > 1 else '')
+
+def table2(df: pd.DataFrame, eb: str = 'eb') -> pd.DataFrame:
+    "Table 2 of You et al. from `results.csv`: accuracy (min–max over seeds), training FLOPs, time and energy per method and ratio."
+    from eb_study.compare import METHODS  # the paper's row order (compare imports this module)
+    order = [m for m in METHODS if m in set(df.method)]
+    df = df.assign(energy_j=pd.to_numeric(df.energy_j))  # all empty where not measured
+    g = df.groupby(['method', 'ratio'])
+    t = pd.DataFrame({'acc % (min–max)': g.acc.apply(_fmt_range), 'seeds': g.size(),
+                      'train FLOPs': g.train_flops.mean().map(si), 'ideal sparse FLOPs': g.train_flops_sparse.mean().map(si),
+                      'wall s': g.wall_s.mean().map(lambda v: f'{v:.1f}'),
+                      'energy kJ': (g.energy_j.mean() / 1000).map(lambda v: 'n/a' if pd.isna(v) else f'{v:.2f}')})
+    t = t.reindex(pd.MultiIndex.from_product([order, sorted(df.ratio.unique())], names=['method', 'ratio'])).dropna(how='all')
+    t = t.assign(seeds=t.seeds.astype(int)).astype(object)
+    base = [m for m in ('ns', 'lt', 'snip', 'thinet') if m in order]
+    if eb in order and base:
+        for r in sorted(df.ratio.unique()):
+            e, b = g.mean(numeric_only=True).loc[eb].loc[r], g.mean(numeric_only=True).loc[base].xs(r, level='ratio')
+            t.loc[('improvement', r), :] = [f"{100 * (e.acc - b.acc.max()):+.2f}", '',
+                                            f"{b.train_flops.min() / e.train_flops:.2f}x", '',
+                                            f"{b.wall_s.min() / e.wall_s:.2f}x",
+                                            'n/a' if pd.isna(e.energy_j) else f"{b.energy_j.min() / e.energy_j:.2f}x"]
+    return t
+
+# %% ../nbs/09a_report.ipynb #17c09834
+def _pm(s: pd.Series) -> str:
+    return f"{100 * s.mean():.2f} ± {100 * s.std():.2f}" if len(s) > 1 else f"{100 * s.mean():.2f}"
+
+_WIN, _RND = INIT_NAMES['rewind'], INIT_NAMES['random']  # 'winning ticket', 'random re-init'
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    "Mean ± std test accuracy (%) over seeds per pruning, ratio and lr: unpruned, winning ticket, random re-init, winning − random."
+    keys = ['pruning', 'ratio', 'lr']
+    wide = df.pivot_table(index=keys + ['seed'], columns='init', values='acc').rename(columns=INIT_NAMES).reset_index()
+    dense = df.drop_duplicates(['lr', 'seed']).set_index(['lr', 'seed']).dense_acc
+    wide['unpruned'] = [dense[(lr, s)] for lr, s in zip(wide.lr, wide.seed)]
+    wide['winning − random'] = wide[_WIN] - wide[_RND]
+    wide['pruning'] = pd.Categorical(wide.pruning, categories=list(dict.fromkeys(df.pruning)))  # keep the run's order
+    g = wide.groupby(keys, observed=True)
+    t = g.agg({c: _pm for c in ('unpruned', _WIN, _RND, 'winning − random')})
+    t['n'] = g.size()
+    return t
+
+# %% ../nbs/09a_report.ipynb #f740bef8
+def plot_comparison(df: pd.DataFrame, title: str = ''):
+    "Liu et al.'s Figure 7 for `df`: accuracy vs pruning ratio, a line per initialisation and lr, one panel per pruning."
+    import matplotlib.pyplot as plt
+    prunings = list(dict.fromkeys(df.pruning))
+    fig, axs = plt.subplots(1, len(prunings), figsize=(5.2 * len(prunings), 4), squeeze=False)
+    for ax, p in zip(axs[0], prunings):
+        d = df[df.pruning == p]
+        for i, lr in enumerate(sorted(d.lr.unique(), reverse=True)):
+            for init, ls, mk in (('rewind', '-', 'o'), ('random', '--', 's')):
+                g = d[(d.lr == lr) & (d.init == init)].groupby('ratio').acc.agg(['mean', 'std'])
+                ax.errorbar(100 * g.index, 100 * g['mean'], yerr=100 * g['std'].fillna(0), color=f'C{i}', ls=ls,
+                            marker=mk, ms=5, capsize=3, label=f'{INIT_NAMES[init]}, lr {lr:g}')
+            dense = d[d.lr == lr].drop_duplicates('seed').dense_acc.mean()
+            ax.axhline(100 * dense, color=f'C{i}', ls=':', lw=1, label=f'unpruned, lr {lr:g}')
+        ax.set(xlabel='pruning ratio (%)', ylabel='test accuracy (%)', title=f'{p} {title}'.strip())
+    axs[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09a_report.ipynb #d0bd79e5
+def rethink_report(df: pd.DataFrame, folder: str | Path, title: str = '') -> pd.DataFrame:
+    "Write the summary table (`rethink_summary.csv`) and Figure 7 (`rethink_figure.png`) of the comparison `df` into `folder`; returns the table."
+    import matplotlib.pyplot as plt
+    table = summary_table(df); table.to_csv(Path(folder) / 'rethink_summary.csv')
+    fig = plot_comparison(df, title); fig.savefig(Path(folder) / 'rethink_figure.png', dpi=110); plt.close(fig)
+    return table

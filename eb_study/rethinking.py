@@ -11,15 +11,13 @@ import pandas as pd
 from .data import load_data, get_loaders
 from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage
 from .masking import check_ratio
-from .retrain import INIT_NAMES
 from .settings import Settings, Data, Model, Training, Ticket, Retraining
 from .store import atomic_write, save_json, load_json, stage_spec, stage_dir
 from .train import resolve_device
 
 # %% auto #0
-__all__ = ['STARTS', 'BUDGETS', 'RETHINK_PRUNINGS', 'COLUMNS', 'WIN', 'RND', 'retrain_epochs', 'Budget', 'RethinkConfig',
-           'RethinkGrid', 'cell_config', 'prune_dir', 'retrain_dir', 'ticket_chain', 'retrain_ticket', 'run_folder',
-           'compare', 'summary_table', 'plot_comparison', 'report']
+__all__ = ['STARTS', 'BUDGETS', 'RETHINK_PRUNINGS', 'COLUMNS', 'retrain_epochs', 'Budget', 'RethinkConfig', 'RethinkGrid',
+           'cell_config', 'prune_dir', 'retrain_dir', 'ticket_chain', 'retrain_ticket', 'run_folder', 'compare']
 
 # %% ../nbs/12_rethinking.ipynb #22acc94b
 STARTS = ('rewind', 'random')  # the starting points compared: the winning ticket (θ0 on the kept weights) and a random re-initialisation
@@ -152,50 +150,3 @@ def compare(cfg: RethinkConfig,  # the recipe
     atomic_write(out / 'rethink.csv', df.to_csv(index=False).encode())
     save_json(dict(recipe=dataclasses.asdict(cfg), grid=dataclasses.asdict(grid)), out / 'rethink.json')
     return df
-
-# %% ../nbs/12_rethinking.ipynb #d936a17f
-def _pm(s: pd.Series) -> str:
-    return f"{100 * s.mean():.2f} ± {100 * s.std():.2f}" if len(s) > 1 else f"{100 * s.mean():.2f}"
-
-WIN, RND = INIT_NAMES['rewind'], INIT_NAMES['random']  # 'winning ticket', 'random re-init'
-
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    "Mean ± std test accuracy (%) over seeds per pruning, ratio and lr: unpruned, winning ticket, random re-init, winning − random."
-    keys = ['pruning', 'ratio', 'lr']
-    wide = df.pivot_table(index=keys + ['seed'], columns='init', values='acc').rename(columns=INIT_NAMES).reset_index()
-    dense = df.drop_duplicates(['lr', 'seed']).set_index(['lr', 'seed']).dense_acc
-    wide['unpruned'] = [dense[(lr, s)] for lr, s in zip(wide.lr, wide.seed)]
-    wide['winning − random'] = wide[WIN] - wide[RND]
-    wide['pruning'] = pd.Categorical(wide.pruning, categories=list(dict.fromkeys(df.pruning)))  # keep the run's order
-    g = wide.groupby(keys, observed=True)
-    t = g.agg({c: _pm for c in ('unpruned', WIN, RND, 'winning − random')})
-    t['n'] = g.size()
-    return t
-
-# %% ../nbs/12_rethinking.ipynb #45f3c4dc
-def plot_comparison(df: pd.DataFrame, title: str = ''):
-    "Liu et al.'s Figure 7 for `df`: accuracy vs pruning ratio, a line per initialisation and lr, one panel per pruning."
-    import matplotlib.pyplot as plt
-    prunings = list(dict.fromkeys(df.pruning))
-    fig, axs = plt.subplots(1, len(prunings), figsize=(5.2 * len(prunings), 4), squeeze=False)
-    for ax, p in zip(axs[0], prunings):
-        d = df[df.pruning == p]
-        for i, lr in enumerate(sorted(d.lr.unique(), reverse=True)):
-            for init, ls, mk in (('rewind', '-', 'o'), ('random', '--', 's')):
-                g = d[(d.lr == lr) & (d.init == init)].groupby('ratio').acc.agg(['mean', 'std'])
-                ax.errorbar(100 * g.index, 100 * g['mean'], yerr=100 * g['std'].fillna(0), color=f'C{i}', ls=ls,
-                            marker=mk, ms=5, capsize=3, label=f'{INIT_NAMES[init]}, lr {lr:g}')
-            dense = d[d.lr == lr].drop_duplicates('seed').dense_acc.mean()
-            ax.axhline(100 * dense, color=f'C{i}', ls=':', lw=1, label=f'unpruned, lr {lr:g}')
-        ax.set(xlabel='pruning ratio (%)', ylabel='test accuracy (%)', title=f'{p} {title}'.strip())
-    axs[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/12_rethinking.ipynb #cce7805c
-def report(df: pd.DataFrame, folder: str | Path, title: str = '') -> pd.DataFrame:
-    "Write the summary table (`rethink_summary.csv`) and Figure 7 (`rethink_figure.png`) of the comparison `df` into `folder`; returns the table."
-    import matplotlib.pyplot as plt
-    table = summary_table(df); table.to_csv(Path(folder) / 'rethink_summary.csv')
-    fig = plot_comparison(df, title); fig.savefig(Path(folder) / 'rethink_figure.png', dpi=110); plt.close(fig)
-    return table

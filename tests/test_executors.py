@@ -61,19 +61,19 @@ def mid_cell(out: Path) -> list[Path]:
             if (d / 'checkpoint.pt').exists() and not (d / 'result.json').exists()]
 
 
-def processes(marker: str) -> list[int]:
-    """The pids of this user's processes whose command line contains `marker`."""
-    ps = subprocess.run(['ps', '-eo', 'pid=,args='], capture_output=True, text=True).stdout
-    return [int(l.split(None, 1)[0]) for l in ps.splitlines() if marker in l and 'ps -eo' not in l]
+def processes(*markers: str) -> list[int]:
+    """The pids of this user's processes whose command line contains every one of `markers`."""
+    ps = subprocess.run(['ps', '-ww', '-eo', 'pid=,args='], capture_output=True, text=True).stdout
+    return [int(l.split(None, 1)[0]) for l in ps.splitlines() if all(m in l for m in markers) and 'ps -eo' not in l]
 
 
-def interrupt_mid_cell(proc, out: Path, marker: str, sig, timeout=300) -> dict[Path, list[dict]]:
+def interrupt_mid_cell(proc, out: Path, marker: str | tuple[str, ...], sig, timeout=300) -> dict[Path, list[dict]]:
     """Wait until a cell job is mid-training, then send `sig` to one worker process running a job; return, for every
     stage then mid-training, the log rows its checkpoint holds (what a resumed stage keeps, timings included)."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None: pytest.fail(f"the grid ended before a cell could be interrupted:\n{proc.stdout.read()}")
-        pids, stages = processes(marker), mid_cell(out)
+        pids, stages = processes(*((marker,) if isinstance(marker, str) else marker)), mid_cell(out)
         if pids and stages:
             os.kill(pids[0], sig)
             time.sleep(1)   # the signalled job stops (SIGKILL) or checkpoints and exits (SIGUSR2)
@@ -123,7 +123,8 @@ def test_slurm_path_with_submitits_local_executor_survives_a_preemption(tmp_path
     out = tmp_path / 'slurm'
     proc = started(out, '--executor', 'slurm', '--slurm-cluster', 'local', '--time-min', '10')
     # SIGUSR2 is what SLURM sends before it pre-empts a job; submitit checkpoints the job and requeues it
-    before = interrupt_mid_cell(proc, out, 'submitit.core._submit', signal.SIGUSR2)
+    # this test's own jobs only (their command line names its submitit folder): another run's may be on the machine
+    before = interrupt_mid_cell(proc, out, ('submitit.core._submit', str(out / 'submitit')), signal.SIGUSR2)
     finish(proc)
     same_results(out, sequential)
     resumed(before)
