@@ -14,7 +14,7 @@ from .cost import stage_hooks
 from .data import load_data, get_loaders
 from .cost import stage_cost, total
 from .ebtrain import (EBConfig, Recipe, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
-                              ns_stages, oneshot_stage, stage_dirs, drawn_ticket)
+                              ns_stages, oneshot_stage, stage_dirs, drawn_ticket, ticket_key)
 from .masking import channel_mask, check_ratio
 from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
@@ -127,7 +127,7 @@ def _masked_training(cells: Cells, seed: int, d: Path, net, desc: str) -> tuple[
 def lt_dirs(cells: Cells, seed: int, ratio: float) -> tuple[Path, Path]:
     "The folders of the lottery ticket of `seed` at `ratio`: its one-shot pruning and its retraining."
     cfg = cells.config(seed, ratio, init='rewind')
-    dp = stage_dir(cells.root, stage_spec('oneshot', Ticket.of(cfg), parent=dense_dir(cfg, cells.root), pruning='unstructured'))
+    dp = stage_dir(cells.root, stage_spec('oneshot', Ticket.of(cfg), parent=dense_dir(cfg, cells.root), pruning='unstructured', **ticket_key(Ticket.of(cfg))))
     return dp, stage_dir(cells.root, stage_spec('retrain', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))
 
 def _lt(cells: Cells, seed: int, ratio: float) -> dict:
@@ -281,7 +281,7 @@ def draw_at(cells: Cells, seed: int, ratio: float, epoch: int, **kw) -> dict:
     if epoch == search['epochs'] and not kw: return dict(_ns(cells, seed, ratio), drawn_at=epoch, eb_epoch=eb)
     src = d / f'weights_epoch{epoch}.pt'
     if not src.exists(): raise ValueError(f"the search {d.name} saved no weights after epoch {epoch}: run it with Snapshot(..., [{epoch}])")
-    dp = stage_dir(cells.root, stage_spec('draw-prune', Ticket.of(cfg), parent=d, epoch=epoch))
+    dp = stage_dir(cells.root, stage_spec('draw-prune', Ticket.of(cfg), parent=d, epoch=epoch, **ticket_key(Ticket.of(cfg))))
     if not (dp / 'result.json').exists():
         w = get_model(cfg.arch, cells.data.num_classes, cfg.width); w.load_state_dict(load_checkpoint(src))
         save_checkpoint(drawn_ticket(w, channel_mask(w, ratio), epoch), dp / 'drawn.pt')

@@ -50,6 +50,7 @@ class ImageData:
             x, y = getattr(self, f'x_{split}'), getattr(self, f'y_{split}')
             if x.dtype != torch.uint8 or x.ndim != 4:
                 raise ValueError(f"x_{split} must be uint8 N×C×H×W, got {x.dtype} of shape {tuple(x.shape)}")
+            if not len(x): raise ValueError(f"x_{split} holds no images")
             if y.dtype != torch.int64 or y.shape != x.shape[:1]:
                 raise ValueError(f"y_{split} must be int64 of shape ({len(x)},), got {y.dtype} of shape {tuple(y.shape)}")
             if len(y) and not (0 <= int(y.min()) and int(y.max()) < self.num_classes):
@@ -127,10 +128,15 @@ def npz_data(path: str | os.PathLike) -> ImageData:
     with z:
         missing = [k for k in NPZ_KEYS if k not in z.files]
         if missing: raise ValueError(f"{path} lacks the arrays {missing} (it has {z.files}; needs {list(NPZ_KEYS)})")
-        try: a = {k: z[k] for k in NPZ_KEYS}; k = int(z['num_classes']) if 'num_classes' in z.files else None
+        try:
+            a = {k: z[k] for k in NPZ_KEYS}
+            k = z['num_classes'] if 'num_classes' in z.files else None
         except ValueError as e:
             if 'pickle' in str(e): raise ValueError(f"{path} holds object arrays, which need pickle and are never loaded: save numeric arrays") from None
             raise ValueError(f"{path}: {e}") from None
+    if k is not None:
+        if k.ndim != 0 or k.dtype.kind not in 'iu' or int(k) < 1: raise ValueError(f"{path}: num_classes must be one integer >= 1, got {k.tolist()!r}")
+        k = int(k)
     for s in ('train', 'test'):  # N×H×W×C (Keras, TFDS, image tools) -> N×C×H×W
         x = a[f'x_{s}']
         if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):

@@ -24,8 +24,8 @@ from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage
 from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'dense_dir', 'stage_dirs', 'drawn_ticket', 'EBSearch', 'search_stage',
-           'prune_stage', 'retrain_stage', 'dense_stage', 'ns_stages', 'oneshot_stage', 'eb_train']
+__all__ = ['PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'ticket_key', 'dense_dir', 'stage_dirs', 'drawn_ticket', 'EBSearch',
+           'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage', 'ns_stages', 'oneshot_stage', 'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
@@ -58,6 +58,10 @@ class EBConfig(Recipe, Search, Ticket, Retraining, Baselines):
         return self.full_search or self.ns
 
 # %% ../nbs/09_ebtrain.ipynb #28d95211
+def ticket_key(tk: Ticket) -> dict:
+    "What a ticket's folder depends on beyond its `Ticket` settings: a random start's seed rule (`reinit_seed`; it was seed + 1 before)."
+    return dict(reinit='1000+seed') if tk.init == 'random' else {}
+
 def dense_dir(cfg, root: str | Path, create: bool = True) -> Path:
     "The folder of the dense network of `cfg`'s recipe (any configuration holding the `Recipe` fields)."
     return stage_dir(root, stage_spec('dense', Recipe.of(cfg)), create=create)
@@ -69,7 +73,7 @@ def stage_dirs(cfg: EBConfig, root: str | Path,
     mk = lambda name, spec: stage_dir(root, spec, create=name in create)
     d = dict(search=mk('search', stage_spec('search', Recipe.of(cfg), Search.of(cfg, full_search=cfg.search_to_end))),
              dense=dense_dir(cfg, root, 'dense' in create))
-    d['prune'] = mk('prune', stage_spec('prune', Ticket.of(cfg), parent=d['search']))
+    d['prune'] = mk('prune', stage_spec('prune', Ticket.of(cfg), parent=d['search'], **ticket_key(Ticket.of(cfg))))
     d['retrain'] = mk('retrain', stage_spec('retrain', Retraining.of(cfg), parent=d['prune']))
     d['run'] = mk('run', stage_spec('eb', cfg))
     return d

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from .data import load_data, get_loaders
-from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage
+from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage, ticket_key
+from .models import get_model
 from .masking import check_ratio
 from .settings import Settings, Data, Model, Training, Ticket, Retraining
 from .store import atomic_write, save_json, load_json, stage_spec, stage_dir
@@ -80,7 +81,7 @@ def cell_config(cfg: RethinkConfig, seed: int, lr: float, ratio: float, init: st
 
 def prune_dir(root: Path, c: EBConfig, parent: Path, pruning: str) -> Path:
     "The folder of the one-shot pruning of the network in `parent` under `c`'s ticket (shared with `eb-study compare`'s lottery ticket)."
-    return stage_dir(root, stage_spec('oneshot', Ticket.of(c), parent=parent, pruning=pruning))
+    return stage_dir(root, stage_spec('oneshot', Ticket.of(c), parent=parent, pruning=pruning, **ticket_key(Ticket.of(c))))
 
 def retrain_dir(root: Path, c: EBConfig, parent: Path) -> Path:
     "The folder of the retraining of the ticket in `parent` (a fresh fp32 schedule of `c.retrain_epochs`)."
@@ -134,6 +135,7 @@ def compare(cfg: RethinkConfig,  # the recipe
     "Liu et al.'s comparison: winning ticket vs random re-initialisation for each pruning, ratio, lr and seed."
     out, device = run_folder(out), resolve_device(device)
     data = load_data(cfg.dataset, download=download)  # validates before anything is written
+    get_model(cfg.arch, data.num_classes, cfg.width)  # and the network can be built
     rows = []
     for seed in grid.seeds:
         loaders = get_loaders(data, batch_size=cfg.batch_size, device=device, seed=seed)

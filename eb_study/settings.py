@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_settings.ipynb #dbc87533
 from __future__ import annotations
-import dataclasses
+import dataclasses, math
 from dataclasses import dataclass
 from .masking import check_ratio
 from .models import MODELS
@@ -40,6 +40,12 @@ def _int(name: str, v, low: int) -> int:
         raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
     return int(v)
 
+def _positive(name: str, v, low_ok: bool = False, high: float = math.inf) -> float:
+    "`v` as a finite float, > 0 (>= 0 with `low_ok`) and <= `high`, or a `ValueError` naming it (inf and nan too)."
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if low_ok else v > 0) and v <= high
+    if not ok: raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}{'' if high == math.inf else f' and <= {high:g}'}, got {v!r}")
+    return float(v)
+
 def _bits(name: str, bits) -> None:
     if bits is None: return
     from eb_study.lowprec import LPConfig  # lowprec imports the engine, which imports this module
@@ -69,7 +75,7 @@ class Model(Settings):
     width: float = 0.25  # channel width multiplier
     def check(self):
         if self.arch not in MODELS: raise ValueError(f"unknown model {self.arch!r} (arch); valid names: {', '.join(MODELS)}")
-        if not self.width > 0: raise ValueError(f"width must be positive, got {self.width}")
+        self.width = _positive('width', self.width, high=64)
 
 # %% ../nbs/06a_settings.ipynb #d30b79f6
 @dataclass
@@ -88,12 +94,11 @@ class Training(Settings):
 
     def check(self):
         self.epochs = _int('epochs', self.epochs, 1)
-        if not self.lr > 0: raise ValueError(f"lr must be positive, got {self.lr}")
+        self.lr = _positive('lr', self.lr)
         if self.schedule not in ('step', 'cosine'): raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
         self.milestones = tuple(float(m) for m in self.milestones)
         if any(not 0 < m <= 1 for m in self.milestones): raise ValueError(f"milestones are fractions in (0, 1], got {self.milestones}")
-        if not self.momentum >= 0: raise ValueError(f"momentum must be >= 0, got {self.momentum}")
-        if not self.weight_decay >= 0: raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        self.momentum, self.weight_decay = _positive('momentum', self.momentum, True), _positive('weight_decay', self.weight_decay, True)
         if self.precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
 # %% ../nbs/06a_settings.ipynb #fee77349
@@ -109,7 +114,7 @@ class Search(Settings):
     search_bits: int | None = None  # simulated word length of the search (8: EB Train LF and LL); None: `precision`
 
     def check(self):
-        if not self.sparsity >= 0: raise ValueError(f"sparsity must be >= 0, got {self.sparsity}")
+        self.sparsity = _positive('sparsity', self.sparsity, True)
         self.ratios = tuple(sorted({check_ratio(r, ' in ratios') for r in self.ratios}))
         self.length = _int('length', self.length, 2)
         if not 0 < self.threshold <= 1: raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
@@ -140,5 +145,5 @@ class Retraining(Settings):
         if self.retrain == 'rest' and self.retrain_epochs is not None:
             raise ValueError("retrain_epochs sets the length of a 'full' retraining; 'rest' runs to the end of the search's schedule")
         if self.retrain_epochs is not None: self.retrain_epochs = _int('retrain_epochs', self.retrain_epochs, 1)
-        if self.retrain_lr is not None and not self.retrain_lr > 0: raise ValueError(f"retrain_lr must be positive, got {self.retrain_lr}")
+        if self.retrain_lr is not None: self.retrain_lr = _positive('retrain_lr', self.retrain_lr)
         _bits('retrain_bits', self.retrain_bits)

@@ -232,6 +232,7 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, 
         if not (d / 'model.pt').exists() and (d / 'checkpoint.pt').exists():  # finished before model.pt was part of a stage
             model.load_state_dict(load_checkpoint(d / 'checkpoint.pt')['model'])
             _save_weights(model, d / 'model.pt')
+            barrier()  # several processes: rank 0 wrote it before any reads it
         return load_json(d / 'result.json')
     t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc,
                 start_epoch=start_epoch)

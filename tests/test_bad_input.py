@@ -82,6 +82,8 @@ def malformed(d, tmp):
     yield write(tmp / 'float_labels.npz', **{**d, 'y_train': d['y_train'].astype('float32')}), 'y_train must be int64'
     yield write(tmp / 'sizes.npz', **{**d, 'x_test': d['x_test'][:, :, :16, :16]}), 'train images are (3, 32, 32), test images (3, 16, 16)'
     yield write(tmp / 'declared.npz', **{**d, 'num_classes': 5}), 'labels outside [0, 5)'
+    yield write(tmp / 'num_classes.npz', **{**d, 'num_classes': np.array([10, 10])}), 'num_classes must be one integer >= 1'
+    yield write(tmp / 'empty.npz', **{**d, 'x_train': d['x_train'][:0], 'y_train': d['y_train'][:0]}), 'x_train holds no images'
     yield write(tmp / 'objects.npz', **{**d, 'y_test': np.array([None] * len(d['y_test']))}), 'object arrays'
     (tmp / 'noise.npz').write_bytes(bytes(range(256)) * 16)
     yield tmp / 'noise.npz', 'is not a valid .npz file'
@@ -127,7 +129,11 @@ def test_python_api_raises_before_writing(tmp_path):
     (['--batch-size', '0'], 'batch_size must be an integer >= 1, got 0'),
     (['--device', 'gpu0'], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu0'"),
     (['compare', '--ratios', '1.0'], 'pruning ratio must be in [0, 1), got 1.0 in ratios'),
+    (['--width', 'inf'], 'width must be a finite number > 0 and <= 64, got inf'),
+    (['--lr', 'inf'], 'lr must be a finite number > 0, got inf'),
+    (['rethink', '--width', '1e300'], 'width must be a finite number > 0 and <= 64'),
+    (['compare', '--sparsity', 'nan'], 'sparsity must be a finite number >= 0, got nan'),
 ])
 def test_the_reported_defects(capsys, tmp_path, argv, message):
-    cmd = argv[:1] if argv[0] == 'compare' else []
+    cmd = argv[:1] if argv[0] in ('compare', 'rethink') else []
     refused(capsys, tmp_path, [*cmd, *FAST, *argv[len(cmd):]], message)
