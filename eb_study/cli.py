@@ -12,7 +12,7 @@ from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, 
 from .settings import Settings
 from .report import summary, table2, rethink_report
 from .studies import STUDIES, list_studies, run_study
-from .compare import CompareGrid, GRID_FIELDS
+from .compare import CompareGrid, GRID_FIELDS, PROTOCOLS
 from .executors import ExecutorConfig, GridError, run_grid
 from .dist import init_distributed, is_main, launched
 from .train import resolve_device
@@ -102,8 +102,9 @@ def compare_command(cfg: EBConfig, grid: CompareGrid, ex: ExecutorConfig = Execu
     df = run_grid(cfg, grid, out, ex, device, progress=not quiet and sys.stderr.isatty(), download=download,
                   log=lambda line: print(line, flush=True))
     print(table2(df).to_string())
-    print(f"retraining: {cfg.retrain_epochs or cfg.epochs} epochs, a fresh schedule, for every method"
-          + (" (EB Train: the rest of its search's schedule)" if cfg.retrain == 'rest' else ''))
+    if grid.protocol == 'paper': print(f"retraining, the paper's protocol (T = {cfg.epochs}): {PROTOCOLS['paper']}")
+    else: print(f"retraining, the recipe's: {cfg.retrain_epochs or cfg.epochs} epochs, a fresh schedule, for every method"
+                + (" (EB Train: the rest of its search's schedule)" if cfg.retrain == 'rest' else ''))
     print(f"results: {Path(out or 'runs/compare') / 'results.csv'}")
     return df
 

@@ -26,8 +26,9 @@ from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'COLUMNS', 'CompareGrid', 'Cells', 'lt_dirs', 'snip_batch',
-           'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job', 'write_results', 'compare', 'draw_at']
+__all__ = ['PROTOCOLS', 'GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'COLUMNS', 'CompareGrid', 'Cells', 'channel_seed',
+           'random_widths_mask', 'lt_dirs', 'snip_batch', 'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job',
+           'write_results', 'compare', 'draw_at']
 
 # %% ../nbs/14_compare.ipynb #417dcffa
 @dataclass
@@ -36,6 +37,7 @@ class CompareGrid:
     methods: tuple[str, ...] = ('eb', 'eb-reinit', 'ns', 'lt', 'snip', 'thinet')  # keys of `METHODS`
     ratios: tuple[float, ...] = (0.3, 0.5, 0.7)  # pruning ratios (what p is a fraction of depends on the method)
     seeds: tuple[int, ...] = (0, 1, 2)  # seeds: initialisation, data order and masks
+    protocol: str = 'paper'  # 'paper': each method's retraining length as the paper's FLOPs pin it; 'recipe': as the recipe's Retraining says (e.g. a short --retrain-epochs)
 
     def __post_init__(self):
         self.methods, self.ratios, self.seeds = tuple(self.methods), tuple(float(r) for r in self.ratios), tuple(self.seeds)
@@ -46,6 +48,11 @@ class CompareGrid:
         if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
             raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
         self.seeds = tuple(int(v) for v in self.seeds)
+        if self.protocol not in PROTOCOLS: raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {self.protocol!r}")
+
+PROTOCOLS = {'paper': "EB Train (and LF, LL, the random-channel control) retrains to the end of its search's schedule; "
+                      "EB re-init, NS, LT, SNIP and ThiNet each train or fine-tune for a full schedule of `epochs`",
+             'recipe': "every method retrains as the recipe's `Retraining` says (a fresh schedule of `retrain_epochs`)"}
 
 GRID_FIELDS = ('seed', 'ratio', 'ratios', 'init', 'search_bits', 'retrain_bits', 'full_search', 'ns', 'dense')  # set per cell
 # (the search watches the recipe's `ratios` and the grid's, so grids of other ratios share it)
@@ -58,6 +65,10 @@ class Cells:
         per_method = nondefault_fields(cfg, ('init', 'search_bits', 'retrain_bits'))
         if per_method:  # else `eb` and `eb-reinit` (or `eb-lf` and `eb-ll`) would be one run in one folder
             raise ValueError(f"the grid sets {', '.join(per_method)} per method (eb-reinit, eb-lf, eb-ll): leave it at its default in the recipe")
+        fixed = nondefault_fields(cfg, ('retrain', 'retrain_epochs')) if grid.protocol == 'paper' else {}
+        if fixed:
+            raise ValueError(f"the paper's protocol sets each method's retraining length (EB Train: the rest of its schedule; the others: "
+                             f"{cfg.epochs} epochs): leave {', '.join(fixed)} at its default, or choose protocol 'recipe' (--protocol recipe)")
         self.data = load_data(cfg.dataset, download=download)
         self.n_train, self.size = len(self.data.y_train), (1, *self.data.x_train.shape[1:])
         dense = get_model(cfg.arch, self.data.num_classes, cfg.width)
@@ -74,6 +85,10 @@ class Cells:
         watched = tuple(sorted(set(self.cfg.ratios) | set(self.grid.ratios)))  # one search serves every grid
         return dataclasses.replace(self.cfg, **{**dict(seed=seed, ratio=ratio, ratios=watched, full_search=True,
                                                        ns=False, dense=False), **kw})
+
+    def retraining(self, init: str = 'inherit') -> dict:
+        "The protocol's retraining of a ticket starting from `init`: from the EB weights, the rest of the search's schedule."
+        return dict(retrain='rest') if self.grid.protocol == 'paper' and init == 'inherit' else {}
 
     def search(self, cfg: EBConfig) -> tuple[Path, dict]:
         d = stage_dirs(cfg, self.root, create=('search',))['search']
@@ -100,8 +115,8 @@ def _row(acc, costs: list[dict], sparse_flops: int | None = None, **extra) -> di
                 wall_s=tot('wall_s'), energy_j=tot('energy_j'), epochs=sum(c['epochs'] for c in costs), **extra)
 
 def _eb(cells: Cells, seed: int, ratio: float, **kw) -> dict:
-    "EB Train through `eb_train`: the search (shared), the ticket at `ratio`, its retraining."
-    cfg = cells.config(seed, ratio, **kw)
+    "EB Train through `eb_train`: the search (shared), the ticket at `ratio`, its retraining (as the protocol says)."
+    cfg = cells.config(seed, ratio, **{**cells.retraining(kw.get('init', 'inherit')), **kw})
     r = eb_train(cfg, cells.root, cells.device, cells.progress)
     st = r['stages']
     return _row(r['ticket_acc'], [st['search'], st['retrain']], eb_epoch=r['eb_epoch'], flops_after=r['flops_after'],
@@ -114,6 +129,43 @@ def _ns(cells: Cells, seed: int, ratio: float) -> dict:
     prune, tune = ns_stages(cfg, cells.data, cells.loaders(seed), d, cells.root, cells.device, cells.progress)
     return _row(tune['test_acc'], [cells.cost(search, cells.step_dense), cells.cost(tune, prune['step_flops_after'])],
                 flops_after=prune['flops_after'], epoch_s=statistics.median(tune['epoch_time_s']))
+
+# %% ../nbs/14_compare.ipynb #2bda965e
+def channel_seed(seed: int) -> int:
+    "The seed of the random-channel control's choice of channels, for run seed `seed` (not the data's, not `reinit_seed`)."
+    return 2000 + seed
+
+def random_widths_mask(mask: dict, seed: int) -> dict:
+    "A channel mask keeping in each layer as many channels as `mask` does, chosen uniformly at random by `seed`."
+    g, out = torch.Generator().manual_seed(seed), {}
+    for name, m in mask.items():
+        flat = m.reshape(-1).bool()
+        keep = torch.zeros_like(flat)
+        keep[torch.randperm(flat.numel(), generator=g)[:int(flat.sum())]] = True
+        out[name] = keep.reshape(m.shape)
+    return out
+
+def _eb_random(cells: Cells, seed: int, ratio: float) -> dict:
+    "The control: the EB ticket's layer widths, its channels drawn at random from the same EB weights, retrained as EB Train."
+    cfg = cells.config(seed, ratio, **cells.retraining())
+    d, search = cells.search(cfg)
+    eb_prune = stage_dirs(cfg, cells.root, create=('prune',))['prune']
+    prune_stage(cfg, cells.data, d, eb_prune)  # the EB ticket's pruning (shared with `eb`): its rounded per-layer widths
+    eb_mask = load_checkpoint(eb_prune / 'mask.pt')
+    dp = stage_dir(cells.root, stage_spec('random-prune', Ticket.of(cfg), parent=d, channels=f'random, seed {channel_seed(0)}+seed'))
+    if not (dp / 'drawn.pt').exists():
+        eb_ck = load_checkpoint(d / f'eb_ticket_p{ratio:g}.pt')
+        save_checkpoint({**eb_ck, 'mask': random_widths_mask(eb_mask, channel_seed(seed))}, dp / 'drawn.pt')
+    prune = prune_stage(cfg, cells.data, d, dp, ticket=dp / 'drawn.pt')
+    kept = lambda m: {k: int(v.sum()) for k, v in m.items()}
+    if kept(load_checkpoint(dp / 'mask.pt')) != kept(eb_mask):
+        raise RuntimeError(f"the random-channel ticket in {dp} does not keep the EB ticket's layer widths")  # coupled layers would
+    dr = stage_dir(cells.root, stage_spec('retrain', Retraining.of(cfg), parent=dp))
+    res = retrain_stage(cfg, cells.loaders(seed), dp, dr, cells.device, cells.progress)
+    costs = [stage_cost(search, prune['eb_epoch'] or search['epochs'], cells.n_train, cells.step_dense),
+             cells.cost(res, prune['step_flops_after'])]
+    return _row(res['test_acc'], costs, eb_epoch=prune['eb_epoch'], flops_after=prune['flops_after'],
+                epoch_s=statistics.median(res['epoch_time_s']))
 
 # %% ../nbs/14_compare.ipynb #92cc3fde
 def _masked_training(cells: Cells, seed: int, d: Path, net, desc: str) -> tuple[dict, int]:
@@ -198,6 +250,8 @@ METHODS = {
                     'You et al. 2020, EB Train LF: 8-bit search, 32-bit retraining', ('search-8bit',)),
     'eb-ll': Method(lambda c, s, r: _eb(c, s, r, **LOWBIT_SEARCH, retrain_bits=8), 'channels',
                     'You et al. 2020, EB Train LL: 8-bit search and retraining', ('search-8bit',)),
+    'eb-random': Method(_eb_random, 'channels', "control: the EB ticket's layer widths, random channels (after Frankle et al. 2021)",
+                        ('search',)),
     'ns': Method(_ns, 'channels', 'Liu et al. 2017, network slimming', ('search',)),
     'lt': Method(_lt, 'weights', 'Frankle & Carbin 2019, lottery ticket (one-shot)', ('dense',)),
     'snip': Method(_snip, 'weights', 'Lee et al. 2019, SNIP'),
@@ -236,7 +290,7 @@ def grid_jobs(grid: CompareGrid) -> tuple[list[Job], list[Job]]:
 
 def cell_dir(cells: Cells, job: Job) -> Path:
     "The folder of a cell's result row, keyed by the recipe, the grid's ratios and the cell."
-    return stage_dir(cells.root, stage_spec('cell', cells.config(job.seed, job.ratio), method=job.method))
+    return stage_dir(cells.root, stage_spec('cell', cells.config(job.seed, job.ratio), method=job.method, protocol=cells.grid.protocol))
 
 def run_job(cells: Cells, job: Job) -> dict | None:
     "Run `job`, resuming whatever it finds done; a cell returns its result row (also written to its `row.json`)."
@@ -274,7 +328,7 @@ def compare(cfg: EBConfig,  # the recipe: data, model, schedule, EB search and r
 # %% ../nbs/14_compare.ipynb #58e34b43
 def draw_at(cells: Cells, seed: int, ratio: float, epoch: int, **kw) -> dict:
     "The ticket at `ratio` drawn after `epoch` of `seed`'s search, retrained from its weights then; a result row."
-    cfg = cells.config(seed, ratio, **kw)
+    cfg = cells.config(seed, ratio, **{**cells.retraining(kw.get('init', 'inherit')), **kw})
     d, search = cells.search(cfg)
     eb = search['eb_epochs'].get(str(float(ratio)))
     if epoch == eb: return dict(_eb(cells, seed, ratio, **kw), drawn_at=epoch)

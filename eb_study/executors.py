@@ -13,7 +13,8 @@ from .compare import CompareGrid, Cells, Job, compare, grid_jobs, run_job, write
 from .ebtrain import EBConfig
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'ExecutorConfig', 'grid_job', 'Resumable', 'RayPool', 'SlurmPool', 'GridError', 'run_grid']
+__all__ = ['EXECUTORS', 'ExecutorConfig', 'grid_job', 'Resumable', 'RayPool', 'SlurmPool', 'LocalPool', 'open_pool', 'GridError',
+           'run_grid']
 
 # %% ../nbs/14a_executors.ipynb #27b51464
 EXECUTORS = ('local', 'ray', 'slurm')
@@ -49,8 +50,9 @@ def grid_job(cfg: EBConfig, grid: CompareGrid, root: str, job: Job, device: str 
     return run_job(Cells(cfg, grid, Path(root), device, download=download), job)
 
 class Resumable:
-    "`grid_job` as submitit's checkpointable callable: a pre-empted or timed-out job is requeued with the same arguments."
-    def __call__(self, *args): return grid_job(*args)
+    "A job function (default `grid_job`) as submitit's checkpointable callable: a pre-empted or timed-out job is requeued with the same arguments."
+    def __init__(self, fn=grid_job): self.fn = fn
+    def __call__(self, *args): return self.fn(*args)
     def checkpoint(self, *args):
         from submitit.helpers import DelayedSubmission
         return DelayedSubmission(self, *args)  # the rerun resumes from the stage checkpoints on disk
@@ -68,11 +70,12 @@ class RayPool:
         if self.started:
             self.ray.init(address=ex.ray_address, num_cpus=ex.workers if ex.ray_address is None else None,
                           include_dashboard=False, log_to_driver=False)
-        self.task = self.ray.remote(num_cpus=ex.cpus_per_job, num_gpus=ex.gpus_per_job, max_retries=ex.retries)(grid_job)
+        self.ex = ex
 
-    def run(self, jobs: list[Job], args: tuple) -> Iterator[tuple[Job, dict | None, BaseException | None]]:
-        "Submit every job; yield (job, result, error) as each ends."
-        refs = {self.task.remote(*args[:3], job, *args[3:]): job for job in jobs}
+    def map(self, fn, calls: dict) -> Iterator[tuple[object, object, BaseException | None]]:
+        "Run `fn(*args)` for each `key: args` of `calls` as a task; yield (key, result, error) as each ends."
+        task = self.ray.remote(num_cpus=self.ex.cpus_per_job, num_gpus=self.ex.gpus_per_job, max_retries=self.ex.retries)(fn)
+        refs = {task.remote(*args): key for key, args in calls.items()}
         pending = list(refs)
         while pending:
             done, pending = self.ray.wait(pending, num_returns=1)
@@ -99,16 +102,44 @@ class SlurmPool:
         if ex.partition: params['slurm_partition'] = ex.partition
         self.ex.update_parameters(**params)
 
-    def run(self, jobs: list[Job], args: tuple) -> Iterator[tuple[Job, dict | None, BaseException | None]]:
-        "Submit every job (a job array); yield (job, result, error) as each ends."
+    def map(self, fn, calls: dict) -> Iterator[tuple[object, object, BaseException | None]]:
+        "Run `fn(*args)` for each `key: args` of `calls` as a job (one job array); yield (key, result, error) as each ends."
         with self.ex.batch():
-            handles = [self.ex.submit(Resumable(), *args[:3], job, *args[3:]) for job in jobs]
-        which = {id(h): job for h, job in zip(handles, jobs)}
+            handles = [self.ex.submit(Resumable(fn), *args) for args in calls.values()]
+        which = {id(h): key for h, key in zip(handles, calls)}
         for h in self.submitit.helpers.as_completed(handles, poll_frequency=self.poll):
             try: yield which[id(h)], h.result(), None
             except Exception as e: yield which[id(h)], None, e
 
     def close(self): pass
+
+def _one_job(threads: int):  # a local worker: its thread count, as Ray and SLURM give a job `cpus_per_job` CPUs
+    import torch; torch.set_num_threads(threads)
+
+class LocalPool:
+    "Jobs as processes on this machine, `ex.workers` at once, each with `ex.cpus_per_job` threads."
+    def __init__(self, ex: ExecutorConfig):
+        import concurrent.futures, multiprocessing
+        self.futures = concurrent.futures
+        self.pool = concurrent.futures.ProcessPoolExecutor(ex.workers or 1, mp_context=multiprocessing.get_context('spawn'),
+                                                          initializer=_one_job, initargs=(ex.cpus_per_job,))
+
+    def map(self, fn, calls: dict) -> Iterator[tuple[object, object, BaseException | None]]:
+        "Run `fn(*args)` for each `key: args` of `calls` in a worker process; yield (key, result, error) as each ends."
+        futures = {self.pool.submit(fn, *args): key for key, args in calls.items()}
+        for f in self.futures.as_completed(futures):
+            try: yield futures[f], f.result(), None
+            except Exception as e: yield futures[f], None, e
+
+    def close(self): self.pool.shutdown(cancel_futures=True)
+
+def _run(pool, jobs: list[Job], args: tuple):
+    "A grid's `jobs` on `pool`: `grid_job` with the grid's arguments `args`, each job in its place."
+    return pool.map(grid_job, {job: (*args[:3], job, *args[3:]) for job in jobs})
+
+def open_pool(ex: ExecutorConfig, root: Path):
+    "The pool `ex` names: local processes, a Ray cluster, or SLURM (submitit's folder under `root`)."
+    return {'local': lambda: LocalPool(ex), 'ray': lambda: RayPool(ex), 'slurm': lambda: SlurmPool(ex, root)}[ex.executor]()
 
 # %% ../nbs/14a_executors.ipynb #69502b9f
 class GridError(RuntimeError):
@@ -121,7 +152,7 @@ def _reason(err: BaseException) -> str:
 
 def _run_phase(pool, jobs: list[Job], args: tuple, log) -> dict[Job, dict | None]:
     out, failed = {}, []
-    for i, (job, res, err) in enumerate(pool.run(jobs, args), 1):
+    for i, (job, res, err) in enumerate(_run(pool, jobs, args), 1):
         if err is not None: failed.append(f"{job}: {_reason(err)}")
         else: out[job] = res
         log(f"[{i}/{len(jobs)}] {job}: " + ('FAILED' if err is not None else 'done' if res is None else f"acc {100 * res['acc']:.2f}%"))
@@ -139,10 +170,10 @@ def run_grid(cfg: EBConfig,  # the recipe
              log=print,  # called with a line as each job ends
             ) -> pd.DataFrame:
     "Run the Table 2 comparison `grid` with its jobs on `ex`; write and return `results.csv` (the same as `compare`'s)."
-    if ex.executor == 'local': return compare(cfg, grid, root, device, progress, download)
+    if ex.executor == 'local' and (ex.workers or 1) == 1: return compare(cfg, grid, root, device, progress, download)
     root = Path('runs/compare' if root is None else root).absolute()
     Cells(cfg, grid, root, 'cpu', download=download)  # the recipe, data and model are valid; any download happens once, here
-    pool = RayPool(ex) if ex.executor == 'ray' else SlurmPool(ex, root)
+    pool = open_pool(ex, root)
     args = (cfg, grid, str(root), device, False)  # the data is on disk now: no job downloads
     try:
         shared, cells = grid_jobs(grid)

@@ -85,6 +85,7 @@ class Training(Settings):
     lr: float = 0.1  # initial learning rate
     schedule: str = 'step'  # 'step' (÷10 at each milestone) or 'cosine' (to 0 over the run)
     milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of the run (paper: 80 and 120 of 160 epochs)
+    gammas: tuple[float, ...] | None = None  # step schedule: the factor at each milestone (None: 0.1 each; the reference code's --gammas)
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 1e-4  # weight decay, on every parameter (BN included, as the reference code)
     precision: str = 'fp32'  # 'fp32', or 'bf16' autocast (CPU and GPU)
@@ -98,6 +99,10 @@ class Training(Settings):
         if self.schedule not in ('step', 'cosine'): raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
         self.milestones = tuple(float(m) for m in self.milestones)
         if any(not 0 < m <= 1 for m in self.milestones): raise ValueError(f"milestones are fractions in (0, 1], got {self.milestones}")
+        if self.gammas is not None:
+            self.gammas = tuple(_positive('each of gammas', g) for g in self.gammas)
+            if len(self.gammas) != len(self.milestones):
+                raise ValueError(f"gammas gives one factor per milestone: {len(self.milestones)} milestones, {len(self.gammas)} gammas")
         self.momentum, self.weight_decay = _positive('momentum', self.momentum, True), _positive('weight_decay', self.weight_decay, True)
         if self.precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 

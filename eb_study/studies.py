@@ -4,29 +4,30 @@
 
 # %% ../nbs/14b_studies.ipynb #01d427fd
 from __future__ import annotations
-import dataclasses, os, subprocess, time
+import dataclasses, hashlib, json, math, os, subprocess, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import pandas as pd
 import torch
 import eb_study
-from .compare import Cells, CompareGrid, draw_at
+from .compare import Cells, CompareGrid, Job, SHARED, draw_at, run_job, COLUMNS
 from .cost import stage_hooks
 from .data import load_data, get_loaders, head_npz, cifar10_subset
-from .ebtrain import EBConfig, eb_train, search_stage, stage_dirs
+from .ebtrain import EBConfig, dense_dir, eb_train, search_stage, stage_dirs
 from .report import save_summary, RecordScales, Snapshot
-from .executors import ExecutorConfig, run_grid
+from .executors import ExecutorConfig, GridError, open_pool, _reason
 from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare
-from .retrain import make_ticket
-from .store import save_json, load_checkpoint
+from .retrain import make_ticket, reinit_seed
+from .store import atomic_write, save_json, load_json, load_checkpoint, _jsonable
 from .train import TrainConfig, fit_stage
 
 # %% auto #0
-__all__ = ['TABLE2_VARIANTS', 'STUDIES', 'Study', 'provenance', 'study_data', 'cifar_searches', 'search_name', 'lowprec_variants',
-           'run_study', 'list_studies']
+__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'cifar_searches',
+           'search_name', 'lowprec_variants', 'table2_cells', 'study_key', 'table2_unit', 'table2_units', 'run_study',
+           'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
 @dataclass(frozen=True)
@@ -112,42 +113,137 @@ def _lowprec(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict
     return {}
 
 # %% ../nbs/14b_studies.ipynb #9ed6893c
-TABLE2_VARIANTS = {'lr 0.01': dict(lr=0.01, retrain_lr=0.1),  # Table 1's [0, 100]: the search at 0.01 from the first epoch
-                   'lr 0.1 (standard)': dict(),  # lr 0.1, ÷10 at 50 % and 75 % of the run
-                   'lr 0.5': dict(lr=0.5, retrain_lr=0.1)}  # Table 4's larger initial learning rate
+TABLE2_STANDARD = '[80, 120]'  # the standard schedule: 0.1, 0.01 from 50 %, 0.001 from 75 % (Table 1's and Table 4's baseline)
+TABLE2_VARIANTS = {  # the schedules of Tables 1 and 4, the paper's epochs of 160 as fractions of T
+    '[0, 100]': dict(lr=0.01, milestones=(0.625,)),  # Table 1: 0.01 from the first epoch, 0.001 from 62.5 %
+    TABLE2_STANDARD: dict(),
+    'lr 0.5': dict(lr=0.5, gammas=(0.02, 0.1)),  # Table 4: 0.5, then 0.01 at 50 % and 0.001 at 75 % (absolute values, not ÷10)
+}
 
-def _searches_with_snapshots(cells: Cells, seeds, draws, main: float, out: Path):
-    for seed in seeds:
-        cfg = cells.config(seed, main)
+_CELLS: dict = {}  # a worker's contexts, by (variant, runs)
+
+def table2_cells(c: dict, variant: str, runs: str | Path, device='cpu') -> Cells:
+    "The comparison context of `variant` of the table2 study `c` (built once per process)."
+    key = (variant, str(runs))
+    if key not in _CELLS:
+        recipe = dataclasses.replace(c['recipe'], **c['variants'][variant])
+        _CELLS[key] = Cells(recipe, CompareGrid(c['methods'], c['ratios'], c['seeds']), Path(runs), device)
+    return _CELLS[key]
+
+def study_key(c: dict) -> str:
+    "A short hash of a study configuration: each results row records it, so that a rerun reuses only rows of the same study."
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
+
+def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: int,
+                method: str | None = None, ratio: float | None = None, epoch: int | str | None = None) -> dict | None:
+    "One unit of the table2 study, resuming whatever it finds done: a shared stage (None), a grid cell's row or a draw's row."
+    cells = table2_cells(c, variant, runs, device)
+    if kind == 'dense': cells.dense(seed); return None
+    if kind == 'search-8bit': SHARED['search-8bit'](cells, seed); return None
+    if kind == 'search':  # run to the end, with the weights after each draw epoch kept
+        cfg = cells.config(seed, c['main'])
         d = stage_dirs(cfg, cells.root, create=('search',))['search']
-        search_stage(cfg, cells.data, cells.loaders(seed), d, cells.device, progress=False, hooks=[Snapshot(d, draws)])
-        save_summary(d, out / 'searches' / f"{cfg.lr:g}-{'-'.join(f'{m:g}' for m in cfg.milestones)}-seed{seed}")
+        search_stage(cfg, cells.data, cells.loaders(seed), d, cells.device, progress=False, hooks=[Snapshot(d, c['draws'])])
+        return None
+    mark = dict(study=study_key(c), commit=provenance()['commit'])
+    if kind == 'cell': return {**run_job(cells, Job(seed, method=method, ratio=ratio)), **mark}
+    if kind == 'draw':
+        at = epoch
+        if epoch == 'eb':  # the draw at the ticket's EB epoch: EB Train itself
+            at = cells.search(cells.config(seed, ratio))[1]['eb_epochs'][str(float(ratio))]
+            if at is None: return None  # no ticket emerged: no such draw
+        return dict(draw_at(cells, seed, ratio, at), ratio=ratio, seed=seed, variant=variant, draw=str(epoch), **mark)
+    raise ValueError(f"unknown unit kind {kind!r}")
+
+def table2_units(c: dict) -> list[list[tuple]]:
+    "The study's units (`table2_unit` arguments after c, runs, device) in two phases: the shared stages, then what starts from them."
+    S, main, T = TABLE2_STANDARD, c['main'], c['recipe'].epochs
+    shared = [u for s in c['seeds'] for u in (('dense', S, s), *(('search', v, s) for v in c['variants']), ('search-8bit', S, s))]
+    rest = []
+    for s in c['seeds']:  # seed by seed, so that an interrupted study holds complete seeds
+        rest += [('cell', S, s, m, r) for r in c['ratios'] for m in c['methods']]
+        rest += [('cell', S, s, m, main) for m in c['lowbit']]
+        rest += [('draw', S, s, None, r, e) for r in c['ratios'] for e in c['draws']]
+        rest += [('draw', v, s, None, main, e) for v in c['variants'] if v != S for e in (*c['draws'], 'eb', T)]
+    return [shared, rest]
+
+def _finished_rows(c: dict, out: Path) -> dict:
+    "The rows of this study's units already in `out`'s results files (a study resumed in a new checkout, its stage folders gone)."
+    rows, key = {}, study_key(c)
+    for f in ('results.csv', 'draws.csv'):
+        if not (out / f).exists() or not (out / f).stat().st_size > 1: continue
+        df = pd.read_csv(out / f, dtype={'draw': str})
+        if 'study' not in df: continue
+        for r in df[df.study == key].to_dict('records'):
+            r = {k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
+            if f == 'results.csv': rows[('cell', TABLE2_STANDARD, r['seed'], r['method'], r['ratio'])] = r
+            elif r.get('derived') is not True:
+                e = r['draw']
+                rows[('draw', r['variant'], r['seed'], None, r['ratio'], e if e == 'eb' else int(e))] = r
+    return rows
+
+def _needed(shared: list[tuple], pending: list[tuple], c: dict) -> list[tuple]:
+    "The shared units some pending unit starts from (a seed whose every cell and draw is done needs none)."
+    def needs(u):
+        kind, variant, seed = u
+        later = [p for p in pending if p[2] == seed]
+        if kind == 'search': return any(p[1] == variant for p in later)
+        if kind == 'search-8bit': return any(p[0] == 'cell' and p[3] in c['lowbit'] for p in later)
+        return any(p[0] == 'cell' for p in later)  # dense: every cell's reference
+    return [u for u in shared if needs(u)]
+
+DRAW_COLUMNS = ['variant', 'draw', 'ratio', 'seed', 'drawn_at', 'eb_epoch', 'acc', 'train_flops', 'train_flops_sparse', 'wall_s',
+                'energy_j', 'epochs', 'flops_after', 'epoch_s', 'derived', 'study', 'commit']
+
+def _table2_files(c: dict, out: Path, rows: dict) -> None:
+    "results.csv (grid cells) and draws.csv (draws; the standard schedule's at the EB epoch and the end are the eb and ns cells), atomically."
+    cells = [r for (kind, *_), r in rows.items() if kind == 'cell']
+    eb_at = {(r['seed'], r['ratio']): r.get('eb_epoch') for r in cells if r['method'] == 'eb'}
+    derived = [dict(r, variant=TABLE2_STANDARD, draw=d, drawn_at=int(at), eb_epoch=eb_at.get((r['seed'], r['ratio'])), derived=True)
+               for r in cells for m, d, at in (('eb', 'eb', r.get('eb_epoch')), ('ns', str(c['recipe'].epochs), c['recipe'].epochs))
+               if r['method'] == m and at is not None and at == at]
+    draws = [r for (kind, *_), r in rows.items() if kind == 'draw'] + [{k: v for k, v in r.items() if k != 'method'} for r in derived]
+    order = lambda df, keys: (df.sort_values(keys, kind='stable').reset_index(drop=True) if len(df) else df).astype({'eb_epoch': 'Int64'})
+    res = order(pd.DataFrame(cells).reindex(columns=[*COLUMNS, 'study', 'commit']), ['method', 'ratio', 'seed'])
+    atomic_write(out / 'results.csv', res.to_csv(index=False).encode())
+    dr = order(pd.DataFrame(draws).reindex(columns=DRAW_COLUMNS), ['variant', 'ratio', 'seed', 'drawn_at'])
+    atomic_write(out / 'draws.csv', dr.to_csv(index=False).encode())
+
+def _table2_summaries(c: dict, out: Path, runs: Path) -> None:
+    "Each seed's searches and dense training, and one re-initialised retraining, as committed summaries (curves; the drift check)."
+    for s in c['seeds']:
+        for v in c['variants']:
+            cells = table2_cells(c, v, runs)
+            d = stage_dirs(cells.config(s, c['main']), runs, create=())['search']
+            if (d / 'result.json').exists(): save_summary(d, out / 'searches' / f'{v}-seed{s}')
+        d = dense_dir(table2_cells(c, TABLE2_STANDARD, runs).config(s, c['main']), runs, create=False)
+        if (d / 'result.json').exists(): save_summary(d, out / 'dense' / f'seed{s}')
+    cfg = table2_cells(c, TABLE2_STANDARD, runs).config(c['seeds'][0], c['main'], init='random')
+    dirs = stage_dirs(cfg, runs, create=())
+    if (dirs['retrain'] / 'result.json').exists():  # the drift check rebuilds it from the ticket's architecture and its seed
+        dest = save_summary(dirs['retrain'], out / 'retrain' / f"eb-reinit-p{c['main']:g}-seed{c['seeds'][0]}")
+        save_json(dict(config=load_checkpoint(dirs['prune'] / 'ticket.pt')['config'], seed=reinit_seed(cfg.seed)), dest / 'ticket.json')
 
 def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
-    recipe, main, ratios, methods = c['recipe'], c['main'], tuple(c['ratios']), tuple(c['methods'])
-    cells = Cells(recipe, CompareGrid(methods, ratios, c['seeds']), runs, device)
-    _searches_with_snapshots(cells, c['seeds'], c['draws'], main, out)
-    side = tuple(r for r in ratios if r != main)
-    grids = [CompareGrid(methods, (main,), c['seeds']), CompareGrid(methods, side, c['side_seeds']),
-             CompareGrid(('eb-lf', 'eb-ll'), (main,), c['side_seeds'])]
-    pd.concat([run_grid(recipe, g, runs, ex, device) for g in grids], ignore_index=True).to_csv(out / 'results.csv', index=False)
-    draws = [dict(draw_at(cells, seed, r, e), ratio=r, seed=seed, variant='standard')
-             for seed in c['seeds'] for r in ratios
-             for e in sorted({*c['draws'], cells.search(cells.config(seed, r))[1]['eb_epochs'][str(r)] or recipe.epochs, recipe.epochs})]
-    pd.DataFrame(draws).to_csv(out / 'draws.csv', index=False)
-    lr_rows = []
-    for name, change in c['variants'].items():
-        vc = Cells(dataclasses.replace(recipe, **change), CompareGrid(('eb',), (main,), c['side_seeds']), runs, device)
-        try: _searches_with_snapshots(vc, c['side_seeds'], c['lr_draws'], main, out)
-        except FloatingPointError as e: print(f'{name}: the search diverged ({e})'); continue
-        for seed in c['side_seeds']:
-            eb = vc.search(vc.config(seed, main))[1]['eb_epochs'][str(main)]
-            for e in sorted({*c['lr_draws'], recipe.epochs} | ({eb} if eb else set())):
-                lr_rows.append(dict(draw_at(vc, seed, main, e), variant=name, seed=seed, ratio=main))
-    pd.DataFrame(lr_rows).to_csv(out / 'lr.csv', index=False)
-    snip = run_grid(dataclasses.replace(recipe, retrain_epochs=recipe.epochs), CompareGrid(('snip',), (main,), c['seeds']), runs, ex, device)
-    snip.to_csv(out / 'snip_full.csv', index=False)
-    return dict(steps_per_epoch=len(cells.loaders(c['seeds'][0])[0]))
+    table2_cells(c, TABLE2_STANDARD, runs, device)  # the recipe and data are valid before any worker starts
+    shared, rest = table2_units(c)
+    rows = _finished_rows(c, out)
+    pending = [u for u in rest if u not in rows]
+    print(f"table2: {len(rows)} rows in {out} already, {len(pending)} units to run", flush=True)
+    failed, pool = [], open_pool(ex, runs)
+    try:
+        for phase in (_needed(shared, pending, c), pending):
+            calls = {u: (c, str(runs), device, *u) for u in phase}
+            for i, (u, row, err) in enumerate(pool.map(table2_unit, calls), 1):
+                if err is not None: failed.append(f"{u}: {_reason(err)}")
+                elif row is not None: rows[u] = row; _table2_files(c, out, rows)
+                print(f"[{i}/{len(phase)}] {u}: {'FAILED' if err else 'done'}", flush=True)
+            _table2_summaries(c, out, runs)
+            if failed: break  # the next phase starts from this one's stages
+    finally: pool.close()
+    _table2_files(c, out, rows)
+    if failed: raise GridError(f"{len(failed)} units failed (the others are kept; run the study again to retry):\n  " + '\n  '.join(failed))
+    return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
 
 # %% ../nbs/14b_studies.ipynb #32fc92df
 def _torchvision(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
@@ -161,7 +257,7 @@ def _torchvision(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> 
     return {}
 
 # %% ../nbs/14b_studies.ipynb #75be2862
-_T2_METHODS = ('eb', 'eb-reinit', 'ns', 'lt', 'snip', 'thinet')
+_T2_METHODS = ('eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet')
 STUDIES = {s.name: s for s in (
     Study('cifar', '11_study_cifar', "You et al., Figures 3 and 1: the mask stops changing early; tickets drawn early retrain well",
           _cifar, lambda: dict(dataset=study_data(), arch='vgg16', width=0.25, retrain=20, draws=(5, 10, 15, 20, 30, 40),
@@ -179,14 +275,13 @@ STUDIES = {s.name: s for s in (
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=40, retrain_epochs=20, ns=False)),
           lambda d: dict(recipe=EBConfig(dataset=study_data(d, 1024, 256), arch='vgg11', width=0.125, epochs=4, retrain_epochs=1,
                                          threshold=0.3, length=2, ns=False))),
-    Study('table2', '15_study_table2', "You et al., Table 2, Figures 1 and 5, Tables 1 and 4: EB Train against NS, LT, SNIP and ThiNet",
+    Study('table2', '15_study_table2', "You et al., Table 2, Figures 1 and 5, Tables 1 and 4 under the paper's protocol, and a random-channel control",
           _table2,
-          lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=80, retrain_epochs=20),
-                       methods=_T2_METHODS, ratios=(0.3, 0.5, 0.7), main=0.5, seeds=(0, 1, 2), side_seeds=(0,), draws=(10, 20),
-                       lr_draws=(10, 20), variants=TABLE2_VARIANTS),
-          lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vgg11', width=0.125, epochs=3, retrain_epochs=1,
-                                         threshold=0.3, length=2),
-                         methods=_T2_METHODS, ratios=(0.3, 0.5, 0.7), main=0.5, seeds=(0,), side_seeds=(0,), draws=(1,), lr_draws=(1,),
+          lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=80),
+                       methods=_T2_METHODS, lowbit=('eb-lf', 'eb-ll'), ratios=(0.3, 0.5, 0.7), main=0.5, seeds=(0, 1, 2),
+                       draws=(5, 10, 20), variants=TABLE2_VARIANTS),  # draws: the paper's 10 / 20 / 40 of 160 epochs
+          lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vgg11', width=0.125, epochs=4, threshold=0.9, length=2),
+                         methods=_T2_METHODS, lowbit=('eb-lf', 'eb-ll'), ratios=(0.3, 0.5), main=0.5, seeds=(0,), draws=(1,),
                          variants=TABLE2_VARIANTS)),
     Study('torchvision', '17_study_torchvision', "EB Train on torchvision's ResNet-18, pruned through the dependency graph",
           _torchvision,

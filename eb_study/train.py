@@ -39,7 +39,9 @@ class TrainConfig(Training):
 # %% ../nbs/07_train.ipynb #7b502db3
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
     "Learning rate for (0-based) `epoch` under `cfg`'s schedule."
-    if cfg.schedule == 'step': return cfg.lr * 0.1 ** sum(epoch >= round(m * cfg.epochs) for m in cfg.milestones)
+    if cfg.schedule == 'step':
+        passed = sum(epoch >= round(m * cfg.epochs) for m in cfg.milestones)
+        return cfg.lr * 0.1 ** passed if cfg.gammas is None else cfg.lr * math.prod(cfg.gammas[:passed])
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
 
 # %% ../nbs/07_train.ipynb #3e68d8af

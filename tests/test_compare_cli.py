@@ -8,7 +8,7 @@ from eb_study.train import resolve_device
 from conftest import clean_error, run_script
 
 # A small, quick configuration: eighth-width VGG-11 on the offline digits data, 3 epochs.
-QUICK = ['--arch', 'vgg11', '--width', '0.125', '--epochs', '3', '--threshold', '0.3', '--length', '2', '--quiet']
+QUICK = ['--arch', 'vgg11', '--width', '0.125', '--epochs', '3', '--threshold', '0.9', '--length', '2', '--quiet']
 
 
 def compare(*args, check=True): return run_script('eb-study', 'compare', *args, check=check)
@@ -25,13 +25,26 @@ def test_writes_results_and_the_table(tmp_path):
     assert df.acc.between(0, 1).all() and df.energy_j.isna().all() != measured  # elsewhere not measured, left empty
     lt, snip = (df.set_index('method').loc[m] for m in ('lt', 'snip'))
     assert lt.train_flops == 2 * snip.train_flops and lt.train_flops_sparse < lt.train_flops
-    assert 'improvement' in r.stdout and 'acc % (min–max)' in r.stdout and 'a fresh schedule' in r.stdout
+    assert 'improvement' in r.stdout and 'acc % (min–max)' in r.stdout and "the paper's protocol (T = 3)" in r.stdout
+    eb = df.set_index('method').loc['eb']
+    assert eb.epochs == 3 and 0 < eb.eb_epoch < 3                              # the search to t_EB, then the rest to T
     again = compare(*QUICK, '--methods', 'eb,ns,lt,snip,thinet', '--ratios', '0.5', '--seeds', '0', '--out', out)
     pd.testing.assert_frame_equal(pd.read_csv(out / 'results.csv'), df)     # every stage read, none retrained
     assert again.stdout.splitlines()[-1] == r.stdout.splitlines()[-1]
 
 
+def test_recipe_protocol_retrains_every_method_as_the_recipe_says(tmp_path):
+    out = tmp_path / 'runs'
+    r = compare(*QUICK, '--methods', 'eb,ns', '--ratios', '0.5', '--seeds', '0', '--protocol', 'recipe', '--retrain-epochs', '1',
+                '--out', out)
+    df = pd.read_csv(out / 'results.csv').set_index('method')
+    assert df.loc['ns', 'epochs'] == 3 + 1 and df.loc['eb', 'epochs'] == df.loc['eb', 'eb_epoch'] + 1
+    assert '1 epochs, a fresh schedule, for every method' in r.stdout
+
+
 @pytest.mark.parametrize('args, message', [
+    (['--retrain-epochs', '2'], "the paper's protocol sets each method's retraining length"),
+    (['--protocol', 'short'], "protocol must be one of ('paper', 'recipe'), got 'short'"),
     (['--methods', 'eb,slimming'], "unknown method 'slimming'"),
     (['--ratios', '0.5,1.0'], 'ratio must be in [0, 1), got 1.0 in ratios'),
     (['--seeds', '0;1'], 'comma-separated'),

@@ -21,7 +21,7 @@ from eb_study.ebtrain import EBConfig
 # Four cells (EB Train and network slimming at two ratios, one seed); full digits and 8 retraining epochs, so that a
 # cell trains for a few seconds: long enough to be interrupted in the middle.
 RECIPE = dict(arch='vgg11', width=0.125, epochs=4, retrain_epochs=8, threshold=0.3, length=2)
-GRID = dict(methods=('eb', 'ns'), ratios=(0.3, 0.5), seeds=(0,))
+GRID = dict(methods=('eb', 'ns'), ratios=(0.3, 0.5), seeds=(0,), protocol='recipe')  # the recipe's 8 retraining epochs
 TIMINGS = ['wall_s', 'energy_j', 'epoch_s', 'epoch_s_dense']  # measured, so they differ from run to run
 CELL_STAGES = ('retrain', 'ns-finetune')  # the stages only a cell job trains
 

@@ -19,11 +19,16 @@ def test_list_names_every_study_and_its_notebook():
 def test_table2_tiny_writes_the_results_its_notebook_reads(tmp_path):
     out, runs = tmp_path / 'results', tmp_path / 'runs'
     r = study('table2', '--tiny', '--out', out, '--runs', runs, '--quiet')
-    for f in ('results.csv', 'draws.csv', 'lr.csv', 'snip_full.csv', 'config.json'): assert (out / f).stat().st_size > 0, f
+    for f in ('results.csv', 'draws.csv', 'config.json', 'searches/[0, 100]-seed0/log.csv', 'dense/seed0/log.csv',
+              'retrain/eb-reinit-p0.5-seed0/ticket.json'): assert (out / f).stat().st_size > 0, f
     df = pd.read_csv(out / 'results.csv')
-    assert set(df.method) == {'eb', 'eb-reinit', 'ns', 'lt', 'snip', 'thinet', 'eb-lf', 'eb-ll'} and set(df.ratio) == {0.3, 0.5, 0.7}
+    assert set(df.method) == {'eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet', 'eb-lf', 'eb-ll'} and set(df.ratio) == {0.3, 0.5}
+    assert set(df[df.method == 'eb-ll'].ratio) == {0.5}
+    draws = pd.read_csv(out / 'draws.csv')
+    assert set(draws.variant) == {'[0, 100]', '[80, 120]', 'lr 0.5'} and set(draws.drawn_at) >= {1, 4}
     cfg = json.loads((out / 'config.json').read_text())
     assert cfg['study'] == 'table2' and cfg['tiny'] and cfg['package']['version'] and 'steps_per_epoch' in cfg
+    assert cfg['protocol'] == 'paper'
     assert str(out) in r.stdout and 'results.csv' in r.stdout
     assert any(runs.glob('dense-*')) and not any(out.glob('dense-*'))   # stage folders under --runs, results under --out
 
