@@ -277,7 +277,7 @@ STUDIES = {s.name: s for s in (
                                          threshold=0.3, length=2, ns=False))),
     Study('table2', '15_study_table2', "You et al., Table 2, Figures 1 and 5, Tables 1 and 4 under the paper's protocol, and a random-channel control",
           _table2,
-          lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=80),
+          lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=80),  # why: 15_study_table2
                        methods=_T2_METHODS, lowbit=('eb-lf', 'eb-ll'), ratios=(0.3, 0.5, 0.7), main=0.5, seeds=(0, 1, 2),
                        draws=(5, 10, 20), variants=TABLE2_VARIANTS),  # draws: the paper's 10 / 20 / 40 of 160 epochs
           lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vgg11', width=0.125, epochs=4, threshold=0.9, length=2),
