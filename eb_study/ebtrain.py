@@ -17,7 +17,7 @@ from .masking import bn_scales, channel_mask, channel_scores, expand_mask, flatt
 from .models import get_model, build_model, save_model, load_model
 from .prune import count_params, count_flops, training_flops, effective_mask
 from .retrain import make_ticket, reinit_seed
-from .scores import filter_mask, unstructured_mask
+from .scores import filter_convs, filter_mask, unstructured_mask
 from .sparse import apply_weight_mask, copy_model, effective_weight, prunable, sparse_flops, strip_masks, weight_sparsity
 from .settings import Settings, Seed, Data, Model, Training, Search, Ticket, Retraining
 from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage_spec, stage_dir
@@ -25,7 +25,8 @@ from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
 __all__ = ['PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'ticket_key', 'dense_dir', 'stage_dirs', 'drawn_ticket', 'EBSearch',
-           'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage', 'ns_stages', 'oneshot_stage', 'eb_train']
+           'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage', 'ns_stages', 'filter_ratios', 'oneshot_stage',
+           'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
@@ -187,7 +188,14 @@ def ns_stages(cfg: EBConfig, data, loaders, search_dir: Path, root: Path, device
     return prune, tune
 
 # %% ../nbs/09_ebtrain.ipynb #22a1debf
-PRUNINGS = {'unstructured': 'weights', 'structured': 'channels'}  # pruning -> what its ratio is a fraction of
+PRUNINGS = {'unstructured': 'weights', 'structured': 'channels', 'filter-a': 'channels'}  # pruning -> what its ratio is a fraction of
+
+def filter_ratios(model, pruning: str, ratio: float) -> float | dict[str, float]:
+    "The per-layer rates of a filter `pruning`: 'structured', `ratio` in every layer; 'filter-a', `ratio` in VGG-16's conv 1 and 8–13 only (Li et al.'s VGG-16-A)."
+    if pruning == 'structured': return ratio
+    names = list(filter_convs(model))
+    if len(names) != 13: raise ValueError(f"pruning 'filter-a' is Li et al.'s VGG-16-A pattern, for VGG-16's 13 conv layers; this network has {len(names)}")
+    return {n: ratio for n in (names[0], *names[7:])}
 
 def oneshot_stage(cfg: EBConfig, data, trained_dir: Path, d: Path,
                   pruning: str,  # a key of `PRUNINGS`
@@ -208,7 +216,7 @@ def oneshot_stage(cfg: EBConfig, data, trained_dir: Path, d: Path,
         masked = apply_weight_mask(copy_model(ticket), mask)
         weights = sum(int((effective_weight(m) != 0).sum()) for m in prunable(masked).values())
     else:  # a channel mask: the network is pruned physically
-        mask = filter_mask(trained, tk.ratio)
+        mask = filter_mask(trained, filter_ratios(trained, pruning, tk.ratio))
         ticket = masked = make_ticket(trained, mask, tk.init, init_state=theta0.state_dict(), seed=reinit_seed(cfg.seed))
         weights = sum(m.weight.numel() for m in prunable(ticket).values())
     save_model(ticket, d / 'ticket.pt')

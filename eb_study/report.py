@@ -15,8 +15,8 @@ from .store import load_json, save_checkpoint, load_checkpoint
 from .train import Trainer, TrainConfig, Hook
 
 # %% auto #0
-__all__ = ['si', 'summarise', 'summary', 'read_log', 'plot_run', 'RecordScales', 'Snapshot', 'save_summary', 'load_masks',
-           'table2', 'summary_table', 'plot_comparison', 'rethink_report']
+__all__ = ['VERDICTS', 'si', 'summarise', 'summary', 'read_log', 'plot_run', 'RecordScales', 'Snapshot', 'save_summary',
+           'load_masks', 'table2', 'paired', 'verdict', 'summary_table', 'plot_comparison', 'rethink_report']
 
 # %% ../nbs/09a_report.ipynb #8a3aab80
 def si(v) -> str:
@@ -224,6 +224,27 @@ def table2(df: pd.DataFrame, eb: str = 'eb') -> pd.DataFrame:
                                             f"{b.wall_s.min() / e.wall_s:.2f}x",
                                             'n/a' if pd.isna(e.energy_j) else f"{b.energy_j.min() / e.energy_j:.2f}x"]
     return t
+
+# %% ../nbs/09a_report.ipynb #ee9108fd
+def paired(a: pd.Series, b: pd.Series, ratio: bool = False) -> dict:
+    "`a − b` (or `a / b`) paired on the index (the seed): mean, 95 % t-interval `lo`..`hi`, `n` pairs and the no-difference value `null`."
+    from scipy.stats import t
+    d = (a / b if ratio else a - b).dropna()
+    n, m = len(d), float(d.mean()) if len(d) else math.nan
+    h = float(t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return dict(mean=m, lo=m - h, hi=m + h, n=n, null=1.0 if ratio else 0.0)
+
+VERDICTS = ('agrees', 'disagrees', 'cannot be told apart at this noise')
+
+def verdict(p: dict,  # from `paired`
+            paper: float,  # the paper's value of the same quantity (its sign against `p['null']` is the claim)
+           ) -> str:
+    "Whether the interval of `p` agrees with the side of `paper`, disagrees with it, or cannot tell (and too few seeds)."
+    if p['n'] < 2 or math.isnan(p['lo']): return f"too few seeds ({p['n']})"
+    above, below = p['lo'] > p['null'], p['hi'] < p['null']
+    if not (above or below): return VERDICTS[2]
+    if paper == p['null']: return VERDICTS[1]  # the paper found none, the interval finds one
+    return VERDICTS[0] if above == (paper > p['null']) else VERDICTS[1]
 
 # %% ../nbs/09a_report.ipynb #17c09834
 def _pm(s: pd.Series) -> str:

@@ -14,20 +14,20 @@ import eb_study
 from .compare import Cells, CompareGrid, Job, SHARED, draw_at, run_job, COLUMNS
 from .cost import stage_hooks
 from .data import load_data, get_loaders, head_npz, cifar10_subset
-from .ebtrain import EBConfig, dense_dir, eb_train, search_stage, stage_dirs
+from .ebtrain import EBConfig, Recipe, dense_dir, dense_stage, eb_train, search_stage, stage_dirs
 from .report import save_summary, RecordScales, Snapshot
 from .executors import ExecutorConfig, GridError, open_pool, _reason
 from .masking import channel_mask
 from .models import build_model
-from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare
+from .rethinking import RethinkConfig, RethinkGrid, STARTS, COLUMNS as RETHINK_COLUMNS, compare as rethink_compare
 from .retrain import make_ticket, reinit_seed
 from .store import atomic_write, save_json, load_json, load_checkpoint, _jsonable
 from .train import TrainConfig, fit_stage
 
 # %% auto #0
-__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'cifar_searches',
-           'search_name', 'lowprec_variants', 'table2_cells', 'study_key', 'table2_unit', 'table2_units', 'run_study',
-           'list_studies']
+__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'package_commit',
+           'study_key', 'run_units', 'cifar_searches', 'search_name', 'rethink_unit', 'rethink_units',
+           'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_study', 'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
 @dataclass(frozen=True)
@@ -57,6 +57,34 @@ def study_data(folder: Path | None = None, n_train: int | None = None, n_test: i
     if n_train is None: return name
     Path(folder).mkdir(parents=True, exist_ok=True)
     return str(head_npz(name, Path(folder) / 'tiny.npz', n_train, n_test))
+
+def package_commit() -> str | None:
+    "The commit a study records with each row: the one `run_study` started from (set for its workers), else this checkout's."
+    return os.environ.get('EB_STUDY_COMMIT') or provenance()['commit']
+
+def study_key(c: dict) -> str:
+    "A short hash of a study configuration: each results row records it, so that a rerun reuses only rows of the same study."
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
+
+def run_units(phases: list[list[tuple]],  # the study's units (argument tuples of `fn`) in phases; a phase starts from the last's stages
+              fn: Callable,  # (c, runs, device, *unit) -> a row, a list of rows, or None (a shared stage)
+              c: dict, runs: Path, ex: ExecutorConfig, device,
+              done: dict,  # unit -> its rows, finished before (read back from the committed results)
+              write: Callable[[dict], None],  # called with every unit's rows so far, as each unit ends
+             ) -> dict:
+    "Run the units of a study not in `done` on `ex`'s pool, phase by phase, writing the results as each ends; every unit's rows."
+    rows, failed, pool = dict(done), [], open_pool(ex, runs)
+    try:
+        for phase in phases:
+            phase = [u for u in phase if u not in rows]
+            for i, (u, res, err) in enumerate(pool.map(fn, {u: (c, str(runs), device, *u) for u in phase}), 1):
+                if err is not None: failed.append(f"{u}: {_reason(err)}")
+                elif res is not None: rows[u] = res; write(rows)
+                print(f"[{i}/{len(phase)}] {u}: {'FAILED' if err else 'done'}", flush=True)
+            if failed: break  # the next phase starts from this one's stages
+    finally: pool.close()
+    if failed: raise GridError(f"{len(failed)} units failed (the others are kept; run the study again to retry):\n  " + '\n  '.join(failed))
+    return rows
 
 # %% ../nbs/14b_studies.ipynb #7aa4088b
 def cifar_searches(c: dict) -> dict[tuple, EBConfig]:
@@ -89,10 +117,71 @@ def _cifar(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     return dict(steps_per_epoch=len(loaders[0]))
 
 # %% ../nbs/14b_studies.ipynb #30d056a9
+_DATA: dict = {}
+
+def _data(dataset: str):
+    if dataset not in _DATA: _DATA[dataset] = load_data(dataset)
+    return _DATA[dataset]
+
+def rethink_unit(c: dict, runs: str, device: str, kind: str, seed: int, lr: float, grid: str | None = None,
+                 ratio: float | None = None, epochs: int | None = None) -> list[dict] | None:
+    "One unit of the rethinking study: a dense network (None), or one (grid, seed, lr, ratio) cell's rows, both starting points."
+    cfg, runs = c['recipe'], Path(runs)
+    if kind == 'dense':
+        recipe = Recipe.of(cfg, seed=seed, lr=lr, epochs=epochs or cfg.epochs)
+        data = _data(cfg.dataset)
+        dense_stage(recipe, data, get_loaders(data, batch_size=cfg.batch_size, device=device, seed=seed), dense_dir(recipe, runs), device, False)
+        return None
+    g = c['grids'][grid]
+    df = rethink_compare(dataclasses.replace(cfg, budget=g['budget']), RethinkGrid(g['prunings'], (ratio,), (lr,), (seed,)),
+                         runs, device)  # (it also writes the cell's own rethink.csv there: not the study's results)
+    return [dict(r, grid=grid, budget=g['budget'], study=study_key(c), commit=package_commit()) for r in df.to_dict('records')]
+
+def rethink_units(c: dict) -> list[list[tuple]]:
+    "The rethinking study's units in two phases: the dense networks (and the convergence check's), then the cells."
+    dense = [('dense', s, lr) for s in c['seeds'] for lr in c['lrs']]
+    dense += [('dense', c['seeds'][0], lr, None, None, e) for lr in c['lrs'] for e in c['convergence']]
+    cells = [('cell', s, lr, g, r) for s in c['seeds'] for g, spec in c['grids'].items() for lr in c['lrs'] for r in spec['ratios']]
+    return [dense, cells]
+
+def _rethinking_files(c: dict, out: Path, rows: dict, runs: Path) -> None:
+    "results.csv (every finished cell's rows) and the dense networks' summaries (learning curves), atomically."
+    flat = [r for (kind, *_), rs in rows.items() if kind == 'cell' for r in rs]
+    df = pd.DataFrame(flat).reindex(columns=[*RETHINK_COLUMNS, 'grid', 'budget', 'study', 'commit'])
+    if len(df): df = df.sort_values(['grid', 'ratio', 'lr', 'init', 'seed'], kind='stable').reset_index(drop=True)
+    atomic_write(out / 'results.csv', df.to_csv(index=False).encode())
+    cfg = c['recipe']
+    for s, lr, e in [(s, lr, cfg.epochs) for s in c['seeds'] for lr in c['lrs']] + [(c['seeds'][0], lr, e) for lr in c['lrs'] for e in c['convergence']]:
+        d = dense_dir(Recipe.of(cfg, seed=s, lr=lr, epochs=e), runs, create=False)
+        if (d / 'result.json').exists(): save_summary(d, out / 'dense' / f'lr{lr:g}-epochs{e}-seed{s}')
+
+def _finished_cells(c: dict, out: Path) -> dict:
+    "The cells of this study already in `out/results.csv`, both starting points present (a study resumed in a new checkout)."
+    f, key = out / 'results.csv', study_key(c)
+    if not f.exists() or f.stat().st_size <= 1: return {}
+    df = pd.read_csv(f)
+    if 'study' not in df: return {}
+    done = {}
+    for (g, s, lr, r), part in df[df.study == key].groupby(['grid', 'seed', 'lr', 'ratio']):
+        if set(part.init) == set(STARTS): done[('cell', int(s), float(lr), g, float(r))] = part.to_dict('records')
+    return done
+
 def _rethinking(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
-    df = pd.concat([rethink_compare(c['recipe'], g, runs, device) for g in c['grids']], ignore_index=True)
-    df.to_csv(out / 'results.csv', index=False)
+    _data(c['recipe'].dataset)  # valid before any worker starts
+    done = _finished_cells(c, out)
+    phases = rethink_units(c)
+    pending = [u for u in phases[1] if u not in done]
+    seeds_left = {(u[1], u[2]) for u in pending}
+    phases[0] = [u for u in phases[0] if (u[1], u[2]) in seeds_left or len(u) > 3 and not _converged(c, out, u)]
+    print(f"rethinking: {len(done)} cells in {out} already, {len(pending)} to run", flush=True)
+    write = lambda r: _rethinking_files(c, out, r, runs)
+    write(run_units([phases[0], pending], rethink_unit, c, runs, ex, device, done, write))
     return {}
+
+def _converged(c: dict, out: Path, u: tuple) -> bool:
+    "Whether the convergence check's dense run `u` is committed already."
+    _, s, lr, _, _, e = u
+    return (out / 'dense' / f'lr{lr:g}-epochs{e}-seed{s}' / 'result.json').exists()
 
 # %% ../nbs/14b_studies.ipynb #ed4776bb
 def lowprec_variants(c: dict) -> dict[str, EBConfig]:
@@ -130,10 +219,6 @@ def table2_cells(c: dict, variant: str, runs: str | Path, device='cpu') -> Cells
         _CELLS[key] = Cells(recipe, CompareGrid(c['methods'], c['ratios'], c['seeds']), Path(runs), device)
     return _CELLS[key]
 
-def study_key(c: dict) -> str:
-    "A short hash of a study configuration: each results row records it, so that a rerun reuses only rows of the same study."
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
-
 def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: int,
                 method: str | None = None, ratio: float | None = None, epoch: int | str | None = None) -> dict | None:
     "One unit of the table2 study, resuming whatever it finds done: a shared stage (None), a grid cell's row or a draw's row."
@@ -145,7 +230,7 @@ def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: 
         d = stage_dirs(cfg, cells.root, create=('search',))['search']
         search_stage(cfg, cells.data, cells.loaders(seed), d, cells.device, progress=False, hooks=[Snapshot(d, c['draws'])])
         return None
-    mark = dict(study=study_key(c), commit=provenance()['commit'])
+    mark = dict(study=study_key(c), commit=package_commit())
     if kind == 'cell': return {**run_job(cells, Job(seed, method=method, ratio=ratio)), **mark}
     if kind == 'draw':
         at = epoch
@@ -227,22 +312,13 @@ def _table2_summaries(c: dict, out: Path, runs: Path) -> None:
 def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     table2_cells(c, TABLE2_STANDARD, runs, device)  # the recipe and data are valid before any worker starts
     shared, rest = table2_units(c)
-    rows = _finished_rows(c, out)
-    pending = [u for u in rest if u not in rows]
-    print(f"table2: {len(rows)} rows in {out} already, {len(pending)} units to run", flush=True)
-    failed, pool = [], open_pool(ex, runs)
-    try:
-        for phase in (_needed(shared, pending, c), pending):
-            calls = {u: (c, str(runs), device, *u) for u in phase}
-            for i, (u, row, err) in enumerate(pool.map(table2_unit, calls), 1):
-                if err is not None: failed.append(f"{u}: {_reason(err)}")
-                elif row is not None: rows[u] = row; _table2_files(c, out, rows)
-                print(f"[{i}/{len(phase)}] {u}: {'FAILED' if err else 'done'}", flush=True)
-            _table2_summaries(c, out, runs)
-            if failed: break  # the next phase starts from this one's stages
-    finally: pool.close()
+    done = _finished_rows(c, out)
+    pending = [u for u in rest if u not in done]
+    print(f"table2: {len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
+    write = lambda r: (_table2_files(c, out, r), _table2_summaries(c, out, runs))
+    try: rows = run_units([_needed(shared, pending, c), pending], table2_unit, c, runs, ex, device, done, write)
+    finally: _table2_summaries(c, out, runs)
     _table2_files(c, out, rows)
-    if failed: raise GridError(f"{len(failed)} units failed (the others are kept; run the study again to retry):\n  " + '\n  '.join(failed))
     return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
 
 # %% ../nbs/14b_studies.ipynb #32fc92df
@@ -257,19 +333,24 @@ def _torchvision(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> 
     return {}
 
 # %% ../nbs/14b_studies.ipynb #75be2862
+_RETHINK_GRIDS = dict(grids={  # Liu et al.'s Table 9 (one-shot unstructured) and Table 8 (L1-norm filters, VGG-16-A), Scratch-E and -B
+    'unstructured': dict(prunings=('unstructured',), ratios=(0.2, 0.4, 0.6, 0.8, 0.95), budget='E'),
+    'filter-a': dict(prunings=('filter-a',), ratios=(0.5,), budget='E'),
+    'filter-a, Scratch-B': dict(prunings=('filter-a',), ratios=(0.5,), budget='B')})
 _T2_METHODS = ('eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet')
 STUDIES = {s.name: s for s in (
     Study('cifar', '11_study_cifar', "You et al., Figures 3 and 1: the mask stops changing early; tickets drawn early retrain well",
           _cifar, lambda: dict(dataset=study_data(), arch='vgg16', width=0.25, retrain=20, draws=(5, 10, 15, 20, 30, 40),
                                searches=((1e-4, 40), (1e-3, 40), (1e-4, 80))),
           lambda d: dict(dataset=study_data(d, 512, 128), arch='vgg16', width=0.25, retrain=1, draws=(2, 4), searches=((1e-4, 4),))),
-    Study('rethinking', '12_rethinking', "Liu et al., Tables 8/9, Figure 7: winning ticket vs random re-initialisation",
+    Study('rethinking', '12_rethinking', "Liu et al., Tables 8/9, Figure 7: winning ticket vs random re-initialisation, trained to convergence",
           _rethinking,
-          lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=8),
-                       grids=(RethinkGrid(prunings=('unstructured',), ratios=(0.6, 0.9)), RethinkGrid(prunings=('structured',), ratios=(0.5,)))),
-          lambda d: dict(recipe=RethinkConfig(dataset=study_data(d, 512, 128), arch='vgg11', width=0.125, epochs=2, rounds=2),
-                         grids=(RethinkGrid(prunings=('unstructured', 'iterative'), ratios=(0.6,), seeds=(0,)),
-                                RethinkGrid(prunings=('structured',), ratios=(0.5,), seeds=(0,))))),
+          lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=80), **_RETHINK_GRIDS,
+                       lrs=(0.1, 0.01), seeds=(0, 1, 2), convergence=(40, 160)),
+          lambda d: dict(recipe=RethinkConfig(dataset=study_data(d, 256, 64), arch='vgg16', width=0.0625, epochs=2),
+                         grids=dict(unstructured=dict(prunings=('unstructured',), ratios=(0.6,), budget='E'),
+                                    **{k: v for k, v in _RETHINK_GRIDS['grids'].items() if k != 'unstructured'}),
+                         lrs=(0.1, 0.01), seeds=(0,), convergence=(1, 4))),
     Study('lowprec', '13_study_lowprec', "You et al., Table 2: EB Train LF and LL, the 8-bit search and retraining",
           _lowprec,
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=40, retrain_epochs=20, ns=False)),
@@ -304,9 +385,11 @@ def run_study(name: str,  # a key of `STUDIES`
     out, runs = Path(out or Path('results') / name), Path(runs or Path('runs') / name)
     c = s.tiny(runs) if tiny else s.full()
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    extra = s.run(c, out, runs, ex, device) or {}
-    save_json(dict(study=name, notebook=s.notebook, tiny=tiny, **c, **extra, wall_s=time.perf_counter() - t0, package=provenance()),
+    t0, package = time.perf_counter(), provenance()  # the code that starts is the code that runs
+    os.environ['EB_STUDY_COMMIT'] = package['commit'] or ''  # the workers' rows record it
+    try: extra = s.run(c, out, runs, ex, device) or {}
+    finally: os.environ.pop('EB_STUDY_COMMIT', None)
+    save_json(dict(study=name, notebook=s.notebook, tiny=tiny, **c, **extra, wall_s=time.perf_counter() - t0, package=package),
               out / 'config.json')
     return out
 
