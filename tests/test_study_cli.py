@@ -37,3 +37,18 @@ def test_bad_input_stops_with_a_clear_message(tmp_path):
     clean_error(study('table3', '--out', tmp_path / 'o', check=False), "unknown study 'table3'", 'eb-study study: error:')
     clean_error(study('--out', tmp_path / 'o', check=False), 'name a study')
     assert not (tmp_path / 'o').exists()
+
+
+def test_a_study_resumes_from_its_committed_rows_in_a_fresh_checkout(tmp_path):
+    """Stage folders are not committed: a study rerun where they are gone reads its finished rows and trains nothing."""
+    out, runs = tmp_path / 'results', tmp_path / 'runs'
+    study('rethinking', '--tiny', '--out', out, '--runs', runs, '--workers', '2', '--quiet')
+    first = pd.read_csv(out / 'results.csv')
+    assert set(first.init) == {'rewind', 'random'} and set(first.grid) == {'unstructured', 'filter-a', 'filter-a, Scratch-B'}
+    assert first.study.nunique() == 1 and first.commit.notna().all()
+    import shutil
+    shutil.rmtree(runs)
+    r = study('rethinking', '--tiny', '--out', out, '--runs', runs, '--quiet')
+    assert f'{len(first) // 2} cells in' in r.stdout and '0 to run' in r.stdout
+    assert not any(runs.glob('retrain-*')) and not any(runs.glob('dense-*/log.csv'))   # nothing trained again
+    pd.testing.assert_frame_equal(pd.read_csv(out / 'results.csv'), first)
