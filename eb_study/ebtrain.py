@@ -161,6 +161,7 @@ def retrain_stage(cfg: EBConfig, loaders, prune_dir: Path, d: Path, device, prog
     if rt.retrain == 'rest':
         start = pruned['eb_epoch']
         if not start: raise ValueError("retrain='rest' continues the schedule from the ticket's EB epoch, but this ticket never emerged")
+        if start >= cfg.epochs: raise ValueError(f"retrain='rest': the ticket emerged at the schedule's last epoch ({start}), nothing is left to retrain")
     net = load_model(prune_dir / 'ticket.pt')
     if pruned.get('unit') == 'weights': apply_weight_mask(net, load_checkpoint(prune_dir / 'mask.pt'))  # held through training
     return fit_stage(d, net, loaders, cfg.train_config(rt.retrain_epochs if rt.retrain == 'full' else None, retrain=True),

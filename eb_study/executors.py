@@ -13,8 +13,8 @@ from .compare import CompareGrid, Cells, Job, compare, grid_jobs, run_job, write
 from .ebtrain import EBConfig
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'ExecutorConfig', 'grid_job', 'Resumable', 'RayPool', 'SlurmPool', 'LocalPool', 'open_pool', 'GridError',
-           'run_grid']
+__all__ = ['EXECUTORS', 'ExecutorConfig', 'grid_job', 'Resumable', 'RayPool', 'SlurmPool', 'LocalPool', 'InlinePool', 'open_pool',
+           'GridError', 'run_grid']
 
 # %% ../nbs/14a_executors.ipynb #27b51464
 EXECUTORS = ('local', 'ray', 'slurm')
@@ -137,9 +137,18 @@ def _run(pool, jobs: list[Job], args: tuple):
     "A grid's `jobs` on `pool`: `grid_job` with the grid's arguments `args`, each job in its place."
     return pool.map(grid_job, {job: (*args[:3], job, *args[3:]) for job in jobs})
 
+class InlinePool:
+    "Jobs one after another in this process, with all its threads (`--executor local` without `--workers`)."
+    def map(self, fn, calls: dict) -> Iterator[tuple[object, object, BaseException | None]]:
+        for key, args in calls.items():
+            try: yield key, fn(*args), None
+            except Exception as e: yield key, None, e
+    def close(self): pass
+
 def open_pool(ex: ExecutorConfig, root: Path):
-    "The pool `ex` names: local processes, a Ray cluster, or SLURM (submitit's folder under `root`)."
-    return {'local': lambda: LocalPool(ex), 'ray': lambda: RayPool(ex), 'slurm': lambda: SlurmPool(ex, root)}[ex.executor]()
+    "The pool `ex` names: this process, local processes (`workers`), a Ray cluster, or SLURM (submitit's folder under `root`)."
+    if ex.executor == 'local': return InlinePool() if ex.workers is None else LocalPool(ex)
+    return {'ray': lambda: RayPool(ex), 'slurm': lambda: SlurmPool(ex, root)}[ex.executor]()
 
 # %% ../nbs/14a_executors.ipynb #69502b9f
 class GridError(RuntimeError):

@@ -269,15 +269,17 @@ def table2_verdicts(df: pd.DataFrame,  # the rows of `results.csv` (Table 2 cell
                     ratios=(0.3, 0.5, 0.7), main: float = 0.5) -> pd.DataFrame:
     "Each accuracy and FLOP claim of You et al.'s Table 2 against `df`: paired over seeds, with the paper's value and a verdict."
     col = lambda m, p, c='acc': df[(df.method == m) & (df.ratio == p)].set_index('seed')[c] * (100 if c == 'acc' else 1)
-    A, F = PAPER_TABLE2['acc'], PAPER_TABLE2['flops']
-    rows = [verdict_row(f'accuracy: EB Train − {NAMES[o]}', p, A['eb'][i] - A[o][i] if o in A else None, paired(col('eb', p), col(o, p)))
-            for o in ('ns', 'lt', 'snip', 'thinet', 'eb-reinit', 'eb-random') for i, p in enumerate(ratios)]
-    i = ratios.index(main)
-    rows += [verdict_row(f'accuracy: {NAMES[o]} − EB Train', main, A[o][i] - A['eb'][i], paired(col(o, main), col('eb', main)))
+    at = {0.3: 0, 0.5: 1, 0.7: 2}  # the paper's columns
+    A = lambda m, p: PAPER_TABLE2['acc'][m][at[p]] if m in PAPER_TABLE2['acc'] and p in at else None
+    F = lambda m, p: PAPER_TABLE2['flops'][m][at[p]] if m in PAPER_TABLE2['flops'] and p in at else None
+    diff = lambda a, b: None if a is None or b is None else a - b
+    rows = [verdict_row(f'accuracy: EB Train − {NAMES[o]}', p, diff(A('eb', p), A(o, p)), paired(col('eb', p), col(o, p)))
+            for o in ('ns', 'lt', 'snip', 'thinet', 'eb-reinit', 'eb-random') for p in ratios]
+    rows += [verdict_row(f'accuracy: {NAMES[o]} − EB Train', main, diff(A(o, main), A('eb', main)), paired(col(o, main), col('eb', main)))
              for o in ('eb-lf', 'eb-ll')]
-    rows += [verdict_row(f'training FLOPs: {NAMES[o]} ÷ EB Train', p, F[o][i] / F['eb'][i],
+    rows += [verdict_row(f'training FLOPs: {NAMES[o]} ÷ EB Train', p, None if F(o, p) is None else F(o, p) / F('eb', p),
                          paired(col(o, p, 'train_flops'), col('eb', p, 'train_flops'), ratio=True), 'ratio')
-             for o in ('ns', 'lt', 'snip', 'thinet', 'eb-reinit') for i, p in enumerate(ratios)]
+             for o in ('ns', 'lt', 'snip', 'thinet', 'eb-reinit') for p in ratios]
     return pd.DataFrame(rows)
 
 PAPER_LIU = {  # Liu et al. 2019, VGG-16 on CIFAR-10: (pruning, lr) -> {ratio: (winning ticket, random init)}; Table 9 (a, b), Table 8 (a, b)
@@ -294,10 +296,11 @@ def rethink_verdicts(results: pd.DataFrame,  # the rethinking study's rows (with
         return 100 * d.set_index('seed').acc.astype(float)
     rows = []
     for grid in dict.fromkeys(results.grid):
-        pruning = results[results.grid == grid].pruning.iloc[0]
+        g = results[results.grid == grid]
+        pruning, budget = g.pruning.iloc[0], g.budget.iloc[0]
         for lr in lrs:
-            for r in sorted(results[results.grid == grid].ratio.unique()):
-                p = PAPER_LIU.get((pruning, lr), {}).get(r)
+            for r in sorted(g.ratio.unique()):
+                p = PAPER_LIU.get((pruning, lr), {}).get(r) if budget == 'E' else None  # the paper's comparison is Scratch-E
                 rows.append(verdict_row('winning − random', r, None if p is None else p[0] - p[1],
                                         paired(acc(grid, lr, r, 'rewind'), acc(grid, lr, r, 'random')), pruning=grid, lr=lr))
     dense = results.drop_duplicates(['lr', 'seed']).pivot_table(index='seed', columns='lr', values='dense_acc') * 100

@@ -99,6 +99,7 @@ class Training(Settings):
         if self.schedule not in ('step', 'cosine'): raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
         self.milestones = tuple(float(m) for m in self.milestones)
         if any(not 0 < m <= 1 for m in self.milestones): raise ValueError(f"milestones are fractions in (0, 1], got {self.milestones}")
+        if list(self.milestones) != sorted(self.milestones): raise ValueError(f"milestones must be in increasing order, got {self.milestones}")
         if self.gammas is not None:
             self.gammas = tuple(_positive('each of gammas', g) for g in self.gammas)
             if len(self.gammas) != len(self.milestones):

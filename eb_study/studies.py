@@ -21,7 +21,7 @@ from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, RethinkGrid, STARTS, COLUMNS as RETHINK_COLUMNS, compare as rethink_compare
 from .retrain import make_ticket, reinit_seed
-from .store import atomic_write, save_json, load_json, load_checkpoint, _jsonable
+from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, _jsonable
 from .train import TrainConfig, fit_stage
 
 # %% auto #0
@@ -62,28 +62,39 @@ def package_commit() -> str | None:
     "The commit a study records with each row: the one `run_study` started from (set for its workers), else this checkout's."
     return os.environ.get('EB_STUDY_COMMIT') or provenance()['commit']
 
+def _settled(v):
+    "A configuration value as it is hashed: settings objects by their non-default fields (a new field at its default changes nothing)."
+    if dataclasses.is_dataclass(v) and not isinstance(v, type): return {'type': type(v).__name__, **nondefault_fields(v)}
+    if isinstance(v, dict): return {k: _settled(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return [_settled(x) for x in v]
+    return v
+
 def study_key(c: dict) -> str:
     "A short hash of a study configuration: each results row records it, so that a rerun reuses only rows of the same study."
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
+    return hashlib.sha256(json.dumps(_settled(c), sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
 
 def run_units(phases: list[list[tuple]],  # the study's units (argument tuples of `fn`) in phases; a phase starts from the last's stages
               fn: Callable,  # (c, runs, device, *unit) -> a row, a list of rows, or None (a shared stage)
               c: dict, runs: Path, ex: ExecutorConfig, device,
               done: dict,  # unit -> its rows, finished before (read back from the committed results)
               write: Callable[[dict], None],  # called with every unit's rows so far, as each unit ends
+              needs: Callable[[tuple, tuple], bool] = lambda later, earlier: True,  # whether a unit starts from an earlier phase's unit
              ) -> dict:
     "Run the units of a study not in `done` on `ex`'s pool, phase by phase, writing the results as each ends; every unit's rows."
-    rows, failed, pool = dict(done), [], open_pool(ex, runs)
+    rows, failed, lost, pool = dict(done), {}, [], open_pool(ex, runs)
     try:
         for phase in phases:
             phase = [u for u in phase if u not in rows]
+            blocked = [u for u in phase if any(needs(u, f) for f in failed)]  # their shared stage failed: not run
+            lost += [f"{u}: not run, a stage it starts from failed" for u in blocked]
+            phase = [u for u in phase if u not in blocked]
             for i, (u, res, err) in enumerate(pool.map(fn, {u: (c, str(runs), device, *u) for u in phase}), 1):
-                if err is not None: failed.append(f"{u}: {_reason(err)}")
+                if err is not None: failed[u] = _reason(err)
                 elif res is not None: rows[u] = res; write(rows)
                 print(f"[{i}/{len(phase)}] {u}: {'FAILED' if err else 'done'}", flush=True)
-            if failed: break  # the next phase starts from this one's stages
     finally: pool.close()
-    if failed: raise GridError(f"{len(failed)} units failed (the others are kept; run the study again to retry):\n  " + '\n  '.join(failed))
+    lost = [f"{u}: {why}" for u, why in failed.items()] + lost
+    if lost: raise GridError(f"{len(lost)} units failed or could not run (the others are kept; run the study again to retry):\n  " + '\n  '.join(lost))
     return rows
 
 # %% ../nbs/14b_studies.ipynb #7aa4088b
@@ -172,10 +183,11 @@ def _rethinking(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> d
     phases = rethink_units(c)
     pending = [u for u in phases[1] if u not in done]
     seeds_left = {(u[1], u[2]) for u in pending}
-    phases[0] = [u for u in phases[0] if (u[1], u[2]) in seeds_left or len(u) > 3 and not _converged(c, out, u)]
+    phases[0] = [u for u in phases[0] if (u[1], u[2]) in seeds_left if len(u) == 3] + [u for u in phases[0] if len(u) > 3 and not _converged(c, out, u)]
     print(f"rethinking: {len(done)} cells in {out} already, {len(pending)} to run", flush=True)
     write = lambda r: _rethinking_files(c, out, r, runs)
-    write(run_units([phases[0], pending], rethink_unit, c, runs, ex, device, done, write))
+    needs = lambda u, d: len(d) == 3 and (u[1], u[2]) == (d[1], d[2])  # a cell starts from its (seed, lr)'s dense network
+    write(run_units([phases[0], pending], rethink_unit, c, runs, ex, device, done, write, needs))
     return {}
 
 def _converged(c: dict, out: Path, u: tuple) -> bool:
@@ -213,7 +225,7 @@ _CELLS: dict = {}  # a worker's contexts, by (variant, runs)
 
 def table2_cells(c: dict, variant: str, runs: str | Path, device='cpu') -> Cells:
     "The comparison context of `variant` of the table2 study `c` (built once per process)."
-    key = (variant, str(runs))
+    key = (study_key(c), variant, str(runs), str(device))
     if key not in _CELLS:
         recipe = dataclasses.replace(c['recipe'], **c['variants'][variant])
         _CELLS[key] = Cells(recipe, CompareGrid(c['methods'], c['ratios'], c['seeds']), Path(runs), device)
@@ -316,7 +328,8 @@ def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     pending = [u for u in rest if u not in done]
     print(f"table2: {len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
     write = lambda r: (_table2_files(c, out, r), _table2_summaries(c, out, runs))
-    try: rows = run_units([_needed(shared, pending, c), pending], table2_unit, c, runs, ex, device, done, write)
+    needs = lambda u, s: u[2] == s[2] and (s[0] != 'search' or u[1] == s[1]) and (s[0] != 'search-8bit' or u[3] in c['lowbit'])
+    try: rows = run_units([_needed(shared, pending, c), pending], table2_unit, c, runs, ex, device, done, write, needs)
     finally: _table2_summaries(c, out, runs)
     _table2_files(c, out, rows)
     return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
