@@ -25,8 +25,8 @@ from .store import atomic_write, save_json, load_json, load_checkpoint, nondefau
 from .train import TrainConfig, fit_stage
 
 # %% auto #0
-__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'package_commit',
-           'study_key', 'run_units', 'cifar_searches', 'search_name', 'rethink_unit', 'rethink_units',
+__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'environment',
+           'package_commit', 'study_key', 'run_units', 'cifar_searches', 'search_name', 'rethink_unit', 'rethink_units',
            'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_study', 'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
@@ -57,6 +57,13 @@ def study_data(folder: Path | None = None, n_train: int | None = None, n_test: i
     if n_train is None: return name
     Path(folder).mkdir(parents=True, exist_ok=True)
     return str(head_npz(name, Path(folder) / 'tiny.npz', n_train, n_test))
+
+def environment(threads: int) -> dict:
+    "What a CPU run's exact numbers depend on beyond the code: the torch build, the CPU and the threads per process."
+    import platform
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), None) if Path('/proc/cpuinfo').exists() else None
+    return dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(), cpu=cpu or platform.processor(),
+                threads_per_process=threads)
 
 def package_commit() -> str | None:
     "The commit a study records with each row: the one `run_study` started from (set for its workers), else this checkout's."
@@ -399,6 +406,7 @@ def run_study(name: str,  # a key of `STUDIES`
     c = s.tiny(runs) if tiny else s.full()
     out.mkdir(parents=True, exist_ok=True)
     t0, package = time.perf_counter(), provenance()  # the code that starts is the code that runs
+    save_json(environment(ex.cpus_per_job if ex.workers else torch.get_num_threads()), out / 'environment.json')
     os.environ['EB_STUDY_COMMIT'] = package['commit'] or ''  # the workers' rows record it
     try: extra = s.run(c, out, runs, ex, device) or {}
     finally: os.environ.pop('EB_STUDY_COMMIT', None)

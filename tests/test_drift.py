@@ -1,7 +1,13 @@
 """Committed results cannot drift silently from the code: the first two epochs of one committed run of each kind — a
 search, a dense training, a retraining — re-run from the configuration recorded with them, and compared with the
-committed logs. With the study's torch and one thread (as its workers ran) they match to float round-off; the
-tolerance allows another CPU's kernels, and no change to what is trained."""
+committed logs.
+
+On the torch build the study recorded (`environment.json`) and one thread, as its workers ran, the rerun is bit for
+bit the committed log (measured: every difference 0.0). The tolerance is the log's own rounding (6 significant
+digits), not more: early training is chaotic, so a rounding difference — two threads instead of one — already moves
+the second epoch's training loss by 0.012 and its test loss by 0.58, as much as a changed weight decay (2e-4 for
+1e-4: 0.011 and 0.52). No tolerance could tell those apart; so the check is exact where exactness is possible and
+skips, naming both builds, where the torch build differs."""
 import json
 from pathlib import Path
 
@@ -19,7 +25,7 @@ from eb_study.train import Hook, fit_stage
 
 R = Path(__file__).resolve().parents[1] / 'nbs' / 'results' / 'table2'
 EPOCHS = 2
-TOLERANCE = dict(train_loss=0.01, test_loss=0.02, train_acc=0.005, test_acc=0.01)  # absolute; see test_tolerance_is_tight
+TOLERANCE = dict(train_loss=1e-4, test_loss=1e-4, train_acc=1e-5, test_acc=1e-5)  # the log's rounding (%g, 6 digits)
 
 pytestmark = pytest.mark.skipif(not cifar10_subset(), reason='needs ../shared/data/cifar10_subset.npz')
 
@@ -31,6 +37,12 @@ class StopAfter(Hook):
 
 @pytest.fixture(scope='module')
 def study(tmp_path_factory):
+    env = R / 'environment.json'
+    if not env.exists(): pytest.skip(f"{env} is not committed: the environment of the committed runs is unknown")
+    recorded = load_json(env)['torch']
+    if recorded != torch.__version__:
+        pytest.skip(f"the committed runs were made with torch {recorded}, this is {torch.__version__}: early training is "
+                    "chaotic, so a 2-epoch rerun reproduces them only on the same build")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # as the study's workers: CPU rounding depends on the thread count
     c = STUDIES['table2'].full()
@@ -85,10 +97,10 @@ def test_retraining(study):
 
 
 def test_tolerance_is_tight(study):
-    """A small change to what is trained — weight decay 5e-4 instead of 1e-4 — moves the first two epochs out of it."""
+    """A small change to what is trained — weight decay 2e-4 instead of 1e-4 — moves the first two epochs out of it."""
     import dataclasses
     c, cells, tmp = study
     committed = committed_run(R / 'dense' / 'seed0')
-    cfg = dataclasses.replace(cells.config(0, c['main']), weight_decay=5e-4)
+    cfg = dataclasses.replace(cells.config(0, c['main']), weight_decay=2e-4)
     dense_stage(cfg, cells.data, cells.loaders(0), tmp / 'changed', 'cpu', progress=False, hooks=[StopAfter(EPOCHS)])
     with pytest.raises(AssertionError): close_to(committed, tmp / 'changed')
