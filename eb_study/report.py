@@ -241,6 +241,7 @@ def verdict(p: dict,  # from `paired`
             paper: float,  # the paper's value of the same quantity (its sign against `p['null']` is the claim)
            ) -> str:
     "Whether the interval of `p` agrees with the side of `paper`, disagrees with it, or cannot tell (and too few seeds)."
+    if p['n'] == 0: return 'no data yet'
     if p['n'] < 2 or math.isnan(p['lo']): return f"too few seeds ({p['n']})"
     above, below = p['lo'] > p['null'], p['hi'] < p['null']
     if not (above or below): return VERDICTS[2]
