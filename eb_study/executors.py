@@ -22,7 +22,7 @@ EXECUTORS = ('local', 'ray', 'slurm')
 @dataclass
 class ExecutorConfig:
     "Where the jobs of a comparison grid run."
-    executor: str = 'local'  # 'local' (this process, one job after another), 'ray' (a Ray cluster) or 'slurm' (through submitit)
+    executor: str = 'local'  # 'local' (this process, one job after another; with `workers`, that many processes), 'ray' (a Ray cluster) or 'slurm' (through submitit)
     ray_address: str | None = None  # Ray: a running cluster's address ('auto', 'ray://head:10001'); none: start one on this machine
     workers: int | None = None  # Ray, started here: its CPUs, so workers // cpus_per_job jobs at once (none: all cores)
     cpus_per_job: int = 1  # CPUs each job asks for (Ray, SLURM)
