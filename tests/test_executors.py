@@ -151,7 +151,7 @@ BLOCK = "import sys; sys.modules['ray'] = sys.modules['submitit'] = None; from e
 def test_without_ray_and_submitit_the_local_executor_runs_and_the_others_say_what_to_install(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, '-c', BLOCK, *a], capture_output=True, text=True, timeout=600,
                                     env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    quick = ['compare', '--arch', 'vgg11', '--width', '0.125', '--epochs', '2', '--threshold', '0.3', '--length', '2',
+    quick = ['compare', '--arch', 'vgg11', '--width', '0.125', '--epochs', '4', '--threshold', '0.9', '--length', '2',
              '--methods', 'eb', '--ratios', '0.5', '--seeds', '0', '--device', 'cpu', '--quiet']
     r = run(*quick, '--out', tmp_path / 'local')
     assert r.returncode == 0 and len(pd.read_csv(tmp_path / 'local' / 'results.csv')) == 1, r.stderr
