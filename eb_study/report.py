@@ -178,10 +178,10 @@ class Snapshot(Hook):
 def save_summary(d: Path,  # a stage folder
                  dest: Path,  # where its summary goes (committed with a study)
                 ) -> Path:
-    "Copy the small files of stage folder `d` into `dest`: spec, result and log, masks as packed bits, recorded scales."
+    "Copy the small files of stage folder `d` into `dest`: spec, result, log and machines, masks as packed bits, recorded scales."
     import numpy as np, shutil
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    for f in ('spec.json', 'result.json', 'log.csv'):
+    for f in ('spec.json', 'result.json', 'log.csv', 'environment.json'):
         if (d / f).exists(): shutil.copyfile(d / f, dest / f)
     if (d / 'masks.pt').exists():
         m = load_checkpoint(d / 'masks.pt')

@@ -11,7 +11,7 @@ from .dist import is_main
 
 # %% auto #0
 __all__ = ['atomic_write', 'save_json', 'load_json', 'save_checkpoint', 'load_checkpoint', 'nondefault_fields', 'config_hash',
-           'stage_spec', 'stage_dir']
+           'stage_spec', 'stage_dir', 'environment', 'record_environment']
 
 # %% ../nbs/06_store.ipynb #40e2e65c
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -102,3 +102,21 @@ def stage_dir(root: str | Path,  # where stage folders live
         raise ValueError(f"{d} holds a stage with another spec ({load_json(f)}); remove it or choose another root")
     if create and not f.exists(): save_json(spec, f)
     return d
+
+# %% ../nbs/06_store.ipynb #f2d3cdab
+def environment(threads: int | None = None,  # threads per process (None: this process's)
+               ) -> dict:
+    "What a CPU run's exact numbers depend on beyond the code: the torch build, the CPU and the kernels torch picks for it, the threads."
+    import platform
+    info = Path('/proc/cpuinfo')
+    cpu = next((l.split(':', 1)[1].strip() for l in info.open() if l.startswith('model name')), None) if info.exists() else None
+    return dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(), cpu=cpu or platform.processor(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), threads_per_process=threads or torch.get_num_threads())
+
+def record_environment(path: str | Path, threads: int | None = None) -> list[dict]:
+    "Add this process's `environment(threads)` to the list in `path` (an `environment.json`) unless it is there; the list."
+    path = Path(path)
+    envs = load_json(path) if path.exists() else []
+    envs = [envs] if isinstance(envs, dict) else envs  # a single machine, as older studies wrote it
+    if (env := environment(threads)) not in envs: envs.append(env); save_json(envs, path)
+    return envs

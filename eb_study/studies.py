@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 import torch
 import eb_study
-from .compare import Cells, CompareGrid, Job, SHARED, draw_at, run_job, COLUMNS
+from .compare import Cells, CompareGrid, Job, SHARED, LOWBIT_SEARCH, draw_at, run_job, COLUMNS
 from .cost import stage_hooks
 from .data import load_data, get_loaders, head_npz, cifar10_subset
 from .ebtrain import EBConfig, Recipe, dense_dir, dense_stage, eb_train, search_stage, stage_dirs
@@ -21,12 +21,12 @@ from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, RethinkGrid, STARTS, COLUMNS as RETHINK_COLUMNS, compare as rethink_compare
 from .retrain import make_ticket, reinit_seed
-from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, _jsonable
+from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, record_environment, _jsonable
 from .train import TrainConfig, fit_stage
 
 # %% auto #0
-__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'environment',
-           'package_commit', 'study_key', 'run_units', 'cifar_searches', 'search_name', 'rethink_unit', 'rethink_units',
+__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'package_commit',
+           'study_key', 'run_units', 'logged', 'cifar_searches', 'search_name', 'rethink_unit', 'rethink_units',
            'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_study', 'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
@@ -58,13 +58,6 @@ def study_data(folder: Path | None = None, n_train: int | None = None, n_test: i
     Path(folder).mkdir(parents=True, exist_ok=True)
     return str(head_npz(name, Path(folder) / 'tiny.npz', n_train, n_test))
 
-def environment(threads: int) -> dict:
-    "What a CPU run's exact numbers depend on beyond the code: the torch build, the CPU and the threads per process."
-    import platform
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), None) if Path('/proc/cpuinfo').exists() else None
-    return dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(), cpu=cpu or platform.processor(),
-                threads_per_process=threads)
-
 def package_commit() -> str | None:
     "The commit a study records with each row: the one `run_study` started from (set for its workers), else this checkout's."
     return os.environ.get('EB_STUDY_COMMIT') or provenance()['commit']
@@ -86,11 +79,13 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
               done: dict,  # unit -> its rows, finished before (read back from the committed results)
               write: Callable[[dict], None],  # called with every unit's rows so far, as each unit ends
               needs: Callable[[tuple, tuple], bool] = lambda later, earlier: True,  # whether a unit starts from an earlier phase's unit
+              record: Callable[[tuple], str | None] = lambda u: None,  # a shared unit's committed record (None: none); see below
              ) -> dict:
     "Run the units of a study not in `done` on `ex`'s pool, phase by phase, writing the results as each ends; every unit's rows."
     rows, failed, lost, pool = dict(done), {}, [], open_pool(ex, runs)
+    before = {u: record(u) for phase in phases[:-1] for u in phase}  # read before any unit rewrites them
     try:
-        for phase in phases:
+        for k, phase in enumerate(phases):
             phase = [u for u in phase if u not in rows]
             blocked = [u for u in phase if any(needs(u, f) for f in failed)]  # their shared stage failed: not run
             lost += [f"{u}: not run, a stage it starts from failed" for u in blocked]
@@ -99,10 +94,24 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
                 if err is not None: failed[u] = _reason(err)
                 elif res is not None: rows[u] = res; write(rows)
                 print(f"[{i}/{len(phase)}] {u}: {'FAILED' if err else 'done'}", flush=True)
+            if k < len(phases) - 1:  # a shared stage that reran unlike its committed record: the rows that started from it are stale
+                write(rows)  # (the records of the stages that just ran)
+                changed = [u for u in phase if u not in failed and record(u) != before[u]]
+                stale = [v for v in rows if v in done and any(needs(v, u) for u in changed)]
+                for v in stale: del rows[v]
+                if stale:
+                    print(f"{len(stale)} finished rows start from a shared stage that reran unlike its committed record "
+                          f"({', '.join(map(str, changed))}: another machine, or no record): they run again", flush=True)
+                    write(rows)
     finally: pool.close()
     lost = [f"{u}: {why}" for u, why in failed.items()] + lost
     if lost: raise GridError(f"{len(lost)} units failed or could not run (the others are kept; run the study again to retry):\n  " + '\n  '.join(lost))
     return rows
+
+def logged(summary: Path) -> str | None:
+    "A committed stage summary's log without its timings: what the same code reproduces exactly on the same machine (None: none)."
+    f = Path(summary) / 'log.csv'
+    return pd.read_csv(f).drop(columns='time_s', errors='ignore').to_csv(index=False) if f.exists() else None
 
 # %% ../nbs/14b_studies.ipynb #7aa4088b
 def cifar_searches(c: dict) -> dict[tuple, EBConfig]:
@@ -194,7 +203,8 @@ def _rethinking(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> d
     print(f"rethinking: {len(done)} cells in {out} already, {len(pending)} to run", flush=True)
     write = lambda r: _rethinking_files(c, out, r, runs)
     needs = lambda u, d: len(d) == 3 and (u[1], u[2]) == (d[1], d[2])  # a cell starts from its (seed, lr)'s dense network
-    write(run_units([phases[0], pending], rethink_unit, c, runs, ex, device, done, write, needs))
+    record = lambda u: logged(out / 'dense' / f"lr{u[2]:g}-epochs{u[5] if len(u) > 3 else c['recipe'].epochs}-seed{u[1]}")
+    write(run_units(phases, rethink_unit, c, runs, ex, device, done, write, needs, record))
     return {}
 
 def _converged(c: dict, out: Path, u: tuple) -> bool:
@@ -314,19 +324,30 @@ def _table2_files(c: dict, out: Path, rows: dict) -> None:
     atomic_write(out / 'draws.csv', dr.to_csv(index=False).encode())
 
 def _table2_summaries(c: dict, out: Path, runs: Path) -> None:
-    "Each seed's searches and dense training, and one re-initialised retraining, as committed summaries (curves; the drift check)."
+    "Each seed's shared stages (searches, dense, 8-bit search) and EB re-init's retraining at `main`, as committed summaries (curves; drift check)."
     for s in c['seeds']:
-        for v in c['variants']:
-            cells = table2_cells(c, v, runs)
-            d = stage_dirs(cells.config(s, c['main']), runs, create=())['search']
-            if (d / 'result.json').exists(): save_summary(d, out / 'searches' / f'{v}-seed{s}')
-        d = dense_dir(table2_cells(c, TABLE2_STANDARD, runs).config(s, c['main']), runs, create=False)
-        if (d / 'result.json').exists(): save_summary(d, out / 'dense' / f'seed{s}')
-    cfg = table2_cells(c, TABLE2_STANDARD, runs).config(c['seeds'][0], c['main'], init='random')
-    dirs = stage_dirs(cfg, runs, create=())
-    if (dirs['retrain'] / 'result.json').exists():  # the drift check rebuilds it from the ticket's architecture and its seed
-        dest = save_summary(dirs['retrain'], out / 'retrain' / f"eb-reinit-p{c['main']:g}-seed{c['seeds'][0]}")
-        save_json(dict(config=load_checkpoint(dirs['prune'] / 'ticket.pt')['config'], seed=reinit_seed(cfg.seed)), dest / 'ticket.json')
+        for name, d in _shared_dirs(c, runs, s).items():
+            if (d / 'result.json').exists(): save_summary(d, out / name)
+        cfg = table2_cells(c, TABLE2_STANDARD, runs).config(s, c['main'], init='random')
+        dirs = stage_dirs(cfg, runs, create=())
+        if (dirs['retrain'] / 'result.json').exists():  # the drift check rebuilds it from the ticket's architecture and its seed
+            dest = save_summary(dirs['retrain'], out / 'retrain' / f"eb-reinit-p{c['main']:g}-seed{s}")
+            save_json(dict(config=load_checkpoint(dirs['prune'] / 'ticket.pt')['config'], seed=reinit_seed(cfg.seed)), dest / 'ticket.json')
+
+def _shared_dirs(c: dict, runs: Path, seed: int) -> dict[str, Path]:
+    "The stage folders of `seed`'s shared units, by the name of their committed summary."
+    S = table2_cells(c, TABLE2_STANDARD, runs)
+    dirs = {f'searches/{v}-seed{seed}': stage_dirs(table2_cells(c, v, runs).config(seed, c['main']), runs, create=())['search']
+            for v in c['variants']}
+    dirs[f'dense/seed{seed}'] = dense_dir(S.config(seed, c['main']), runs, create=False)
+    dirs[f'searches/8-bit-seed{seed}'] = stage_dirs(S.config(seed, c['main'], **LOWBIT_SEARCH), runs, create=())['search']
+    return dirs
+
+def _table2_record(c: dict, out: Path, u: tuple) -> str | None:
+    "The committed record of shared unit `u`: its summary's log."
+    kind, variant, seed = u
+    name = {'dense': f'dense/seed{seed}', 'search': f'searches/{variant}-seed{seed}', 'search-8bit': f'searches/8-bit-seed{seed}'}[kind]
+    return logged(out / name)
 
 def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     table2_cells(c, TABLE2_STANDARD, runs, device)  # the recipe and data are valid before any worker starts
@@ -336,7 +357,8 @@ def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     print(f"table2: {len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
     write = lambda r: (_table2_files(c, out, r), _table2_summaries(c, out, runs))
     needs = lambda u, s: u[2] == s[2] and (s[0] != 'search' or u[1] == s[1]) and (s[0] != 'search-8bit' or u[3] in c['lowbit'])
-    try: rows = run_units([_needed(shared, pending, c), pending], table2_unit, c, runs, ex, device, done, write, needs)
+    try: rows = run_units([_needed(shared, pending, c), rest], table2_unit, c, runs, ex, device, done, write, needs,
+                          lambda u: _table2_record(c, out, u))
     finally: _table2_summaries(c, out, runs)
     _table2_files(c, out, rows)
     return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
@@ -406,7 +428,7 @@ def run_study(name: str,  # a key of `STUDIES`
     c = s.tiny(runs) if tiny else s.full()
     out.mkdir(parents=True, exist_ok=True)
     t0, package = time.perf_counter(), provenance()  # the code that starts is the code that runs
-    save_json(environment(ex.cpus_per_job if ex.workers else torch.get_num_threads()), out / 'environment.json')
+    record_environment(out / 'environment.json', ex.cpus_per_job if ex.workers else None)  # each machine it ran on, once
     os.environ['EB_STUDY_COMMIT'] = package['commit'] or ''  # the workers' rows record it
     try: extra = s.run(c, out, runs, ex, device) or {}
     finally: os.environ.pop('EB_STUDY_COMMIT', None)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from torch.nn.parallel import DistributedDataParallel
 from .dist import is_distributed, is_main, barrier, broadcast_flag, all_sum
 from .masking import add_bn_l1_grad
-from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write
+from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write, record_environment
 from .models import save_model
 from .settings import Training
 from .sparse import strip_masks
@@ -238,6 +238,7 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, 
         return load_json(d / 'result.json')
     t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc,
                 start_epoch=start_epoch)
+    record_environment(d / 'environment.json')  # the machine that trains it (a resumed stage lists each machine once)
     t.fit()
     _save_weights(t.model, d / 'model.pt')  # the stage's output: what later stages read, never checkpoint.pt
     res = dataclasses.asdict(StageResult(epochs=len(t.history), test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
