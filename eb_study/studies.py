@@ -15,7 +15,7 @@ from .compare import Cells, CompareGrid, Job, SHARED, LOWBIT_SEARCH, draw_at, ru
 from .cost import stage_hooks
 from .data import load_data, get_loaders, head_npz, cifar10_subset
 from .ebtrain import EBConfig, Recipe, dense_dir, dense_stage, eb_train, search_stage, stage_dirs
-from .report import save_summary, RecordScales, Snapshot
+from .report import save_summary, summary, RecordScales, Snapshot
 from .executors import ExecutorConfig, GridError, open_pool, _reason
 from .masking import channel_mask
 from .models import build_model
@@ -27,7 +27,8 @@ from .train import TrainConfig, fit_stage
 # %% auto #0
 __all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'package_commit',
            'study_key', 'run_units', 'logged', 'cifar_searches', 'search_name', 'rethink_unit', 'rethink_units',
-           'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_study', 'list_studies']
+           'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_results', 'run_study',
+           'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ def _lowprec(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict
         search_stage(cfg, data, loaders, d, device, progress=False, hooks=[RecordScales(d, epochs=range(1, 6))])
         r = eb_train(cfg, runs, device=device, progress=False)
         for stage, sd in r['stage_dirs'].items(): save_summary(Path(sd), out / name / stage)
-        save_json({k: v for k, v in r.items() if k not in ('out', 'stage_dirs')}, out / name / 'results.json')
+        save_json(run_results(r), out / name / 'results.json')
     return {}
 
 # %% ../nbs/14b_studies.ipynb #9ed6893c
@@ -371,7 +372,17 @@ def _torchvision(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> 
     for stage in ('search', 'prune', 'retrain', 'dense'): save_summary(dirs[stage], out / stage)
     mask = load_checkpoint(dirs['prune'] / 'mask.pt')
     pd.DataFrame([dict(layer=n, channels=m.numel(), kept=int(m.sum())) for n, m in mask.items()]).to_csv(out / 'channels.csv', index=False)
-    save_json({k: v for k, v in res.items() if k not in ('out', 'stage_dirs')}, out / 'results.json')
+    save_json(run_results(res), out / 'results.json')
+    return {}
+
+def run_results(res: dict) -> dict:
+    "An EB Train run's `results.json` as a study commits it: without the machine's folder paths."
+    return {k: v for k, v in res.items() if k not in ('out', 'stage_dirs')}
+
+def _main(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
+    res = eb_train(c['recipe'], runs, device=device, progress=False)
+    save_json(run_results(res), out / 'results.json')
+    atomic_write(out / 'summary.txt', (summary(dict(res, out=Path(res['out']).name)) + '\n').encode())
     return {}
 
 # %% ../nbs/14b_studies.ipynb #75be2862
@@ -411,6 +422,8 @@ STUDIES = {s.name: s for s in (
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='resnet18', width=0.25, epochs=80, ratio=0.5, ratios=(0.5,), ns=False)),
           lambda d: dict(recipe=EBConfig(dataset=study_data(d, 512, 256), arch='resnet18', width=0.125, epochs=2, ratio=0.5,
                                          ratios=(0.5,), ns=False, length=2))),
+    Study('main', 'index', "The main job: EB Train against network slimming and the dense network, every default (digits)",
+          _main, lambda: dict(recipe=EBConfig()), lambda d: dict(recipe=EBConfig(epochs=3, threshold=0.9, length=2))),
 )}
 
 # %% ../nbs/14b_studies.ipynb #bba5b655
