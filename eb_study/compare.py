@@ -252,6 +252,8 @@ METHODS = {
                     'You et al. 2020, EB Train LL: 8-bit search and retraining', ('search-8bit',)),
     'eb-random': Method(_eb_random, 'channels', "control: the EB ticket's layer widths, random channels (after Frankle et al. 2021)",
                         ('search',)),
+    'eb-full': Method(lambda c, s, r: _eb(c, s, r, retrain='full'), 'channels',
+                      "control: EB Train retrained for a fresh full schedule (network slimming's fine-tuning length)", ('search',)),
     'ns': Method(_ns, 'channels', 'Liu et al. 2017, network slimming', ('search',)),
     'lt': Method(_lt, 'weights', 'Frankle & Carbin 2019, lottery ticket (one-shot)', ('dense',)),
     'snip': Method(_snip, 'weights', 'Lee et al. 2019, SNIP'),

@@ -249,8 +249,8 @@ def verdict(p: dict,  # from `paired`
     return VERDICTS[0] if above == (paper > p['null']) else VERDICTS[1]
 
 # %% ../nbs/09a_report.ipynb #fbae8270
-NAMES = {'eb': 'EB Train', 'eb-reinit': 'EB re-init', 'eb-random': 'random channels, EB widths', 'eb-lf': 'EB Train LF',
-         'eb-ll': 'EB Train LL', 'ns': 'NS', 'lt': 'LT', 'snip': 'SNIP', 'thinet': 'ThiNet'}
+NAMES = {'eb': 'EB Train', 'eb-reinit': 'EB re-init', 'eb-random': 'random channels, EB widths',
+         'eb-full': 'EB Train, second schedule', 'eb-lf': 'EB Train LF', 'eb-ll': 'EB Train LL', 'ns': 'NS', 'lt': 'LT', 'snip': 'SNIP', 'thinet': 'ThiNet'}
 PAPER_TABLE2 = dict(  # You et al. 2020, Table 2, VGG-16 on CIFAR-10, at p = 0.3 / 0.5 / 0.7
     acc={'eb': (93.39, 93.26, 92.71), 'eb-reinit': (93.11, 93.23, 92.71), 'ns': (93.05, 92.96, 92.70), 'lt': (93.18, 93.25, 93.28),
          'snip': (93.20, 92.71, 92.30), 'thinet': (92.82, 91.92, 90.40), 'eb-lf': (93.20, 93.19, 92.91), 'eb-ll': (93.25, 93.13, 92.60)},

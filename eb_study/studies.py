@@ -391,6 +391,7 @@ _RETHINK_GRIDS = dict(grids={  # Liu et al.'s Table 9 (one-shot unstructured) an
     'filter-a': dict(prunings=('filter-a',), ratios=(0.5,), budget='E'),
     'filter-a, Scratch-B': dict(prunings=('filter-a',), ratios=(0.5,), budget='B')})
 _T2_METHODS = ('eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet')
+_SECOND = dict(methods=('eb', 'eb-full', 'ns'), lowbit=(), main=0.5, draws=(), variants={TABLE2_STANDARD: {}})  # its cells only
 STUDIES = {s.name: s for s in (
     Study('cifar', '11_study_cifar', "You et al., Figures 3 and 1: the mask stops changing early; tickets drawn early retrain well",
           _cifar, lambda: dict(dataset=study_data(), arch='vgg16', width=0.25, retrain=20, draws=(5, 10, 15, 20, 30, 40),
@@ -417,6 +418,12 @@ STUDIES = {s.name: s for s in (
           lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vgg11', width=0.125, epochs=4, threshold=0.9, length=2),
                          methods=_T2_METHODS, lowbit=('eb-lf', 'eb-ll'), ratios=(0.3, 0.5), main=0.5, seeds=(0,), draws=(1,),
                          variants=TABLE2_VARIANTS)),
+    Study('second-schedule', '15_study_table2', "A control of Table 2: EB Train retrained for a second full schedule, as long as NS's fine-tuning",
+          _table2,
+          lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=80), ratios=(0.3, 0.5, 0.7), seeds=(0, 1, 2),
+                       **_SECOND),
+          lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vgg11', width=0.125, epochs=4, threshold=0.9, length=2),
+                         ratios=(0.5,), seeds=(0,), **_SECOND)),
     Study('torchvision', '17_study_torchvision', "EB Train on torchvision's ResNet-18, pruned through the dependency graph",
           _torchvision,
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='resnet18', width=0.25, epochs=80, ratio=0.5, ratios=(0.5,), ns=False)),
