@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 import torch
 import eb_study
-from .compare import Cells, CompareGrid, Job, SHARED, LOWBIT_SEARCH, draw_at, run_job, COLUMNS
+from .compare import Cells, CompareGrid, Job, METHODS, SHARED, LOWBIT_SEARCH, draw_at, run_job, COLUMNS
 from .cost import stage_hooks
 from .data import load_data, get_loaders, head_npz, cifar10_subset
 from .ebtrain import EBConfig, Recipe, dense_dir, dense_stage, eb_train, search_stage, stage_dirs
@@ -80,11 +80,11 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
               done: dict,  # unit -> its rows, finished before (read back from the committed results)
               write: Callable[[dict], None],  # called with every unit's rows so far, as each unit ends
               needs: Callable[[tuple, tuple], bool] = lambda later, earlier: True,  # whether a unit starts from an earlier phase's unit
-              record: Callable[[tuple], str | None] = lambda u: None,  # a shared unit's committed record (None: none); see below
+              records: Callable[[tuple], tuple[Path, Path]] | None = None,  # a shared unit's committed summary and stage folder
              ) -> dict:
     "Run the units of a study not in `done` on `ex`'s pool, phase by phase, writing the results as each ends; every unit's rows."
     rows, failed, lost, pool = dict(done), {}, [], open_pool(ex, runs)
-    before = {u: record(u) for phase in phases[:-1] for u in phase}  # read before any unit rewrites them
+    committed = {u: logged(records(u)[0]) for phase in phases[:-1] for u in phase} if records else {}  # before anything runs
     try:
         for k, phase in enumerate(phases):
             phase = [u for u in phase if u not in rows]
@@ -95,14 +95,13 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
                 if err is not None: failed[u] = _reason(err)
                 elif res is not None: rows[u] = res; write(rows)
                 print(f"[{i}/{len(phase)}] {u}: {'FAILED' if err else 'done'}", flush=True)
-            if k < len(phases) - 1:  # a shared stage that reran unlike its committed record: the rows that started from it are stale
-                write(rows)  # (the records of the stages that just ran)
-                changed = [u for u in phase if u not in failed and record(u) != before[u]]
+            if committed and k < len(phases) - 1:  # a shared stage that trained unlike its committed log: what started from it is stale
+                changed = [u for u in phase if u not in failed and logged(records(u)[1]) != committed[u]]
                 stale = [v for v in rows if v in done and any(needs(v, u) for u in changed)]
                 for v in stale: del rows[v]
                 if stale:
                     print(f"{len(stale)} finished rows start from a shared stage that reran unlike its committed record "
-                          f"({', '.join(map(str, changed))}: another machine, or no record): they run again", flush=True)
+                          f"({', '.join(map(str, changed))}: another machine, or none committed): they run again", flush=True)
                     write(rows)
     finally: pool.close()
     lost = [f"{u}: {why}" for u, why in failed.items()] + lost
@@ -204,8 +203,10 @@ def _rethinking(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> d
     print(f"rethinking: {len(done)} cells in {out} already, {len(pending)} to run", flush=True)
     write = lambda r: _rethinking_files(c, out, r, runs)
     needs = lambda u, d: len(d) == 3 and (u[1], u[2]) == (d[1], d[2])  # a cell starts from its (seed, lr)'s dense network
-    record = lambda u: logged(out / 'dense' / f"lr{u[2]:g}-epochs{u[5] if len(u) > 3 else c['recipe'].epochs}-seed{u[1]}")
-    write(run_units(phases, rethink_unit, c, runs, ex, device, done, write, needs, record))
+    def records(u):  # a dense unit's committed summary and stage folder
+        e = u[5] if len(u) > 3 else c['recipe'].epochs
+        return out / 'dense' / f'lr{u[2]:g}-epochs{e}-seed{u[1]}', dense_dir(Recipe.of(c['recipe'], seed=u[1], lr=u[2], epochs=e), runs, create=False)
+    write(run_units(phases, rethink_unit, c, runs, ex, device, done, write, needs, records))
     return {}
 
 def _converged(c: dict, out: Path, u: tuple) -> bool:
@@ -297,15 +298,17 @@ def _finished_rows(c: dict, out: Path) -> dict:
                 rows[('draw', r['variant'], r['seed'], None, r['ratio'], e if e == 'eb' else int(e))] = r
     return rows
 
-def _needed(shared: list[tuple], pending: list[tuple], c: dict) -> list[tuple]:
-    "The shared units some pending unit starts from (a seed whose every cell and draw is done needs none)."
-    def needs(u):
-        kind, variant, seed = u
-        later = [p for p in pending if p[2] == seed]
-        if kind == 'search': return any(p[1] == variant for p in later)
-        if kind == 'search-8bit': return any(p[0] == 'cell' and p[3] in c['lowbit'] for p in later)
-        return any(p[0] == 'cell' for p in later)  # dense: every cell's reference
-    return [u for u in shared if needs(u)]
+def _needed(shared: list[tuple], pending: list[tuple]) -> list[tuple]:
+    "The shared units of every seed with a pending unit, all of them: its finished rows are checked against them (`run_units`)."
+    seeds = {p[2] for p in pending}
+    return [u for u in shared if u[2] in seeds]
+
+def _starts_from(u: tuple, s: tuple) -> bool:
+    "Whether unit `u` (a cell or a draw) starts from shared unit `s`: its seed's dense network, a search, or the 8-bit search."
+    if u[2] != s[2]: return False
+    if u[0] == 'draw': return s[0] == 'search' and s[1] == u[1]  # a draw: its schedule's search, with its snapshots
+    uses = METHODS[u[3]].shared  # a cell: the dense network (every row's reference) and its method's shared stages
+    return s[0] == 'dense' or (s[0] == 'search' and 'search' in uses) or (s[0] == 'search-8bit' and 'search-8bit' in uses)
 
 DRAW_COLUMNS = ['variant', 'draw', 'ratio', 'seed', 'drawn_at', 'eb_epoch', 'acc', 'train_flops', 'train_flops_sparse', 'wall_s',
                 'energy_j', 'epochs', 'flops_after', 'epoch_s', 'derived', 'study', 'commit']
@@ -344,11 +347,11 @@ def _shared_dirs(c: dict, runs: Path, seed: int) -> dict[str, Path]:
     dirs[f'searches/8-bit-seed{seed}'] = stage_dirs(S.config(seed, c['main'], **LOWBIT_SEARCH), runs, create=())['search']
     return dirs
 
-def _table2_record(c: dict, out: Path, u: tuple) -> str | None:
-    "The committed record of shared unit `u`: its summary's log."
+def _table2_records(c: dict, out: Path, runs: Path, u: tuple) -> tuple[Path, Path]:
+    "Shared unit `u`'s committed summary and its stage folder."
     kind, variant, seed = u
     name = {'dense': f'dense/seed{seed}', 'search': f'searches/{variant}-seed{seed}', 'search-8bit': f'searches/8-bit-seed{seed}'}[kind]
-    return logged(out / name)
+    return out / name, _shared_dirs(c, runs, seed)[name]
 
 def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     table2_cells(c, TABLE2_STANDARD, runs, device)  # the recipe and data are valid before any worker starts
@@ -357,11 +360,9 @@ def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     pending = [u for u in rest if u not in done]
     print(f"table2: {len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
     write = lambda r: (_table2_files(c, out, r), _table2_summaries(c, out, runs))
-    needs = lambda u, s: u[2] == s[2] and (s[0] != 'search' or u[1] == s[1]) and (s[0] != 'search-8bit' or u[3] in c['lowbit'])
-    try: rows = run_units([_needed(shared, pending, c), rest], table2_unit, c, runs, ex, device, done, write, needs,
-                          lambda u: _table2_record(c, out, u))
-    finally: _table2_summaries(c, out, runs)
-    _table2_files(c, out, rows)
+    rows = run_units([_needed(shared, pending), rest], table2_unit, c, runs, ex, device, done, write, _starts_from,
+                     lambda u: _table2_records(c, out, runs, u))
+    write(rows)  # (the summaries are written only with rows: never before the finished rows are checked against them)
     return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
 
 # %% ../nbs/14b_studies.ipynb #32fc92df

@@ -46,12 +46,17 @@ def study(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-def made_here(summary: Path) -> bool:
-    "Whether a committed run was made on a machine like this one: its torch build, CPU and thread count (and kernel level, if recorded)."
-    here = environment(threads=1)
+def machines(summary: Path) -> list[dict]:
+    "The machines that trained a committed run, in order (a single record, as older studies wrote it, is one)."
     envs = load_json(summary / 'environment.json') if (summary / 'environment.json').exists() else []
-    return any(all(e.get(k, here[k]) == here[k] for k in ('torch', 'machine', 'cpu', 'cpu_capability', 'threads_per_process'))
-               for e in envs)
+    return [envs] if isinstance(envs, dict) else envs
+
+
+def made_here(summary: Path) -> bool:
+    """Whether the first epochs of a committed run were trained on a machine like this one: the first machine it lists
+    has this torch build, CPU and thread count (and this kernel level, where it was recorded)."""
+    here, envs = environment(threads=1), machines(summary)
+    return bool(envs) and all(envs[0].get(k, here[k]) == here[k] for k in ('torch', 'machine', 'cpu', 'cpu_capability', 'threads_per_process'))
 
 
 def committed_run(c: dict, name) -> tuple[Path, int]:
@@ -60,7 +65,7 @@ def committed_run(c: dict, name) -> tuple[Path, int]:
     if not runs: pytest.skip(f"{R / name(c['seeds'][0])} is not committed yet (the study has not finished that stage)")
     for path, s in runs:
         if made_here(path): return path, s
-    made = sorted({e['cpu'] for p, _ in runs if (p / 'environment.json').exists() for e in load_json(p / 'environment.json')})
+    made = sorted({e['cpu'] for p, _ in runs for e in machines(p)})
     pytest.skip(f"no committed {name('N')} was made on this machine ({environment(threads=1)['cpu']}, torch {torch.__version__}); "
                 f"they were made on {made or 'unrecorded machines'}: early training is chaotic, so a 2-epoch rerun reproduces "
                 "a run only on the machine that made it")

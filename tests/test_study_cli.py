@@ -52,3 +52,32 @@ def test_a_study_resumes_from_its_committed_rows_in_a_fresh_checkout(tmp_path):
     assert f'{len(first) // 2} cells in' in r.stdout and '0 to run' in r.stdout
     assert not any(runs.glob('retrain-*')) and not any(runs.glob('dense-*/log.csv'))   # nothing trained again
     pd.testing.assert_frame_equal(pd.read_csv(out / 'results.csv'), first)
+
+
+def test_a_seed_resumed_on_another_machine_reruns_the_rows_that_start_from_a_changed_stage(tmp_path):
+    """Fault injection: the committed log of seed 0's dense network is changed, as another machine would have trained it.
+    Resumed in a fresh checkout with one cell left, the study retrains the seed's shared stages, finds the dense network
+    unlike its committed log, and reruns every finished cell (each row's dense reference); the draws, which start from
+    the searches only, are kept. On this machine the reruns give the committed accuracies bit for bit."""
+    import io, shutil
+    out, runs = tmp_path / 'results', tmp_path / 'runs'
+    study('table2', '--tiny', '--out', out, '--runs', runs, '--quiet')
+    first, draws = pd.read_csv(out / 'results.csv'), pd.read_csv(out / 'draws.csv', dtype={'draw': str})
+    shutil.rmtree(runs)
+    log = out / 'dense' / 'seed0' / 'log.csv'
+    real = log.read_text()
+    changed = pd.read_csv(log)
+    changed.loc[0, 'test_acc'] += 0.01
+    changed.to_csv(log, index=False)
+    first[first.method != 'snip'].to_csv(out / 'results.csv', index=False)   # one cell per ratio left to run
+    r = study('table2', '--tiny', '--out', out, '--runs', runs, '--quiet')
+    n_cells = len(first) - (first.method == 'snip').sum()
+    assert f'{n_cells} finished rows start from a shared stage that reran unlike its committed record' in r.stdout
+    again = pd.read_csv(out / 'results.csv')
+    key = ['method', 'ratio', 'seed']
+    pd.testing.assert_frame_equal(again.sort_values(key)[key + ['acc', 'train_flops']].reset_index(drop=True),
+                                  first.sort_values(key)[key + ['acc', 'train_flops']].reset_index(drop=True))
+    assert not any(runs.glob('draw-retrain-*/log.csv'))                      # the draws were kept, not retrained
+    kept = pd.read_csv(out / 'draws.csv', dtype={'draw': str})
+    assert len(kept) == len(draws)
+    assert pd.read_csv(log).drop(columns='time_s').equals(pd.read_csv(io.StringIO(real)).drop(columns='time_s'))
