@@ -275,7 +275,8 @@ def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: 
 def table2_units(c: dict) -> list[list[tuple]]:
     "The study's units (`table2_unit` arguments after c, runs, device) in two phases: the shared stages, then what starts from them."
     S, main, T = TABLE2_STANDARD, c['main'], c['recipe'].epochs
-    shared = [u for s in c['seeds'] for u in (('dense', S, s), *(('search', v, s) for v in c['variants']), ('search-8bit', S, s))]
+    lowbit = (('search-8bit', S),) if c['lowbit'] else ()  # the 8-bit search only where a method starts from it
+    shared = [(*u, s) for s in c['seeds'] for u in (('dense', S), *(('search', v) for v in c['variants']), *lowbit)]
     rest = []
     for s in c['seeds']:  # seed by seed, so that an interrupted study holds complete seeds
         rest += [('cell', S, s, m, r) for r in c['ratios'] for m in c['methods']]
