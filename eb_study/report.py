@@ -291,7 +291,7 @@ PAPER_LIU_DENSE = {0.1: 93.76, 0.01: 92.69}  # Table 9's unpruned VGG-16
 
 def rethink_verdicts(results: pd.DataFrame,  # the rethinking study's rows (with its `grid` column)
                      lrs=(0.1, 0.01)) -> pd.DataFrame:
-    "Liu et al.'s claims against `results`: winning − random per grid, lr and ratio; lr 0.01 − 0.1 for the dense network and the winning tickets."
+    "Liu et al.'s claims against `results`: winning − random per grid, lr and ratio (and over the ratios); lr 0.01 − 0.1 for the dense network and the winning tickets."
     def acc(grid, lr, r, init):
         d = results[(results.grid == grid) & (results.lr == lr) & (results.ratio == r) & (results.init == init)]
         return 100 * d.set_index('seed').acc.astype(float)
@@ -304,6 +304,12 @@ def rethink_verdicts(results: pd.DataFrame,  # the rethinking study's rows (with
                 p = PAPER_LIU.get((pruning, lr), {}).get(r) if budget == 'E' else None  # the paper's comparison is Scratch-E
                 rows.append(verdict_row('winning − random', r, None if p is None else p[0] - p[1],
                                         paired(acc(grid, lr, r, 'rewind'), acc(grid, lr, r, 'random')), pruning=grid, lr=lr))
+            rs = sorted(g.ratio.unique())
+            if len(rs) > 1:  # the seed's mean over the ratios: one paired number per seed, the ratios' noise averaged out
+                ps = [PAPER_LIU.get((pruning, lr), {}).get(r) for r in rs] if budget == 'E' else [None]
+                rows.append(verdict_row('winning − random, mean over ratios', 'all', None if None in ps else sum(a - b for a, b in ps) / len(ps),
+                                        paired(*(sum(acc(grid, lr, r, i) for r in rs) / len(rs) for i in ('rewind', 'random'))),
+                                        pruning=grid, lr=lr))
     dense = results.drop_duplicates(['lr', 'seed']).pivot_table(index='seed', columns='lr', values='dense_acc') * 100
     if set(lrs) <= set(dense.columns):
         rows.append(verdict_row('lr 0.01 − lr 0.1, unpruned', None, PAPER_LIU_DENSE[0.01] - PAPER_LIU_DENSE[0.1],
@@ -314,6 +320,13 @@ def rethink_verdicts(results: pd.DataFrame,  # the rethinking study's rows (with
             p = (PAPER_LIU[(pruning, 0.01)][r][0] - PAPER_LIU[(pruning, 0.1)][r][0]) if r in PAPER_LIU.get((pruning, 0.1), {}) else None
             rows.append(verdict_row('lr 0.01 − lr 0.1, winning ticket', r, p, paired(acc(grid, 0.01, r, 'rewind'), acc(grid, 0.1, r, 'rewind')),
                                     pruning=grid, lr=None))
+        rs = sorted(results[results.grid == grid].ratio.unique())
+        if len(rs) > 1:
+            ps = [PAPER_LIU.get((pruning, lr), {}).get(r) for lr in (0.01, 0.1) for r in rs]
+            mean = lambda lr: sum(acc(grid, lr, r, 'rewind') for r in rs) / len(rs)
+            rows.append(verdict_row('lr 0.01 − lr 0.1, winning ticket, mean over ratios', 'all',
+                                    None if None in ps else sum(a[0] for a in ps[:len(rs)]) / len(rs) - sum(a[0] for a in ps[len(rs):]) / len(rs),
+                                    paired(mean(0.01), mean(0.1)), pruning=grid, lr=None))
     return pd.DataFrame(rows)
 
 # %% ../nbs/09a_report.ipynb #17c09834

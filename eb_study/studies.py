@@ -71,8 +71,9 @@ def _settled(v):
     return v
 
 def study_key(c: dict) -> str:
-    "A short hash of a study configuration: each results row records it, so that a rerun reuses only rows of the same study."
-    return hashlib.sha256(json.dumps(_settled(c), sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
+    "A short hash of a study configuration but its `seeds`: each row records it, so a rerun reuses only rows of the same study."
+    settings = {k: v for k, v in c.items() if k != 'seeds'}  # which seeds run is the study's extent, not a row's setting
+    return hashlib.sha256(json.dumps(_settled(settings), sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
 
 def run_units(phases: list[list[tuple]],  # the study's units (argument tuples of `fn`) in phases; a phase starts from the last's stages
               fn: Callable,  # (c, runs, device, *unit) -> a row, a list of rows, or None (a shared stage)
@@ -274,7 +275,8 @@ def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: 
 def table2_units(c: dict) -> list[list[tuple]]:
     "The study's units (`table2_unit` arguments after c, runs, device) in two phases: the shared stages, then what starts from them."
     S, main, T = TABLE2_STANDARD, c['main'], c['recipe'].epochs
-    shared = [u for s in c['seeds'] for u in (('dense', S, s), *(('search', v, s) for v in c['variants']), ('search-8bit', S, s))]
+    lowbit = (('search-8bit', S),) if c['lowbit'] else ()  # the 8-bit search only where a method starts from it
+    shared = [(*u, s) for s in c['seeds'] for u in (('dense', S), *(('search', v) for v in c['variants']), *lowbit)]
     rest = []
     for s in c['seeds']:  # seed by seed, so that an interrupted study holds complete seeds
         rest += [('cell', S, s, m, r) for r in c['ratios'] for m in c['methods']]
@@ -401,7 +403,7 @@ STUDIES = {s.name: s for s in (
     Study('rethinking', '12_rethinking', "Liu et al., Tables 8/9, Figure 7: winning ticket vs random re-initialisation, trained to convergence",
           _rethinking,
           lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=80), **_RETHINK_GRIDS,
-                       lrs=(0.1, 0.01), seeds=(0, 1, 2), convergence=(40, 160)),
+                       lrs=(0.1, 0.01), seeds=(0, 1, 2, 3, 4), convergence=(40, 160)),
           lambda d: dict(recipe=RethinkConfig(dataset=study_data(d, 256, 64), arch='vgg16', width=0.0625, epochs=2),
                          grids=dict(unstructured=dict(prunings=('unstructured',), ratios=(0.6,), budget='E'),
                                     **{k: v for k, v in _RETHINK_GRIDS['grids'].items() if k != 'unstructured'}),
