@@ -315,7 +315,7 @@ def rethink_verdicts(results: pd.DataFrame,  # the rethinking study's rows (with
             if len(rs) > 1:  # the seed's mean over the ratios: one paired number per seed, the ratios' noise averaged out
                 ps = [PAPER_LIU.get((pruning, lr), {}).get(r) for r in rs] if budget == 'E' else [None]
                 q = paired(*(sum(acc(grid, lr, r, i) for r in rs) / len(rs) for i in ('rewind', 'random')))
-                row = verdict_row('winning − random, mean over ratios', 'all', None if None in ps else sum(a - b for a, b in ps) / len(ps),
+                row = verdict_row('winning − random, mean over ratios', 'mean', None if None in ps else sum(a - b for a, b in ps) / len(ps),
                                   q, pruning=grid, lr=lr)
                 rows.append(row if (pruning, lr) in LIU_DIFFERS else _no_difference(row, q))
     dense = results.drop_duplicates(['lr', 'seed']).pivot_table(index='seed', columns='lr', values='dense_acc') * 100
@@ -332,7 +332,7 @@ def rethink_verdicts(results: pd.DataFrame,  # the rethinking study's rows (with
         if len(rs) > 1:
             ps = [PAPER_LIU.get((pruning, lr), {}).get(r) for lr in (0.01, 0.1) for r in rs]
             mean = lambda lr: sum(acc(grid, lr, r, 'rewind') for r in rs) / len(rs)
-            rows.append(verdict_row('lr 0.01 − lr 0.1, winning ticket, mean over ratios', 'all',
+            rows.append(verdict_row('lr 0.01 − lr 0.1, winning ticket, mean over ratios', 'mean',
                                     None if None in ps else sum(a[0] for a in ps[:len(rs)]) / len(rs) - sum(a[0] for a in ps[len(rs):]) / len(rs),
                                     paired(mean(0.01), mean(0.1)), pruning=grid, lr=None))
     return pd.DataFrame(rows)

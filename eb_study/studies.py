@@ -190,7 +190,7 @@ def _finished_cells(c: dict, out: Path) -> dict:
     df = pd.read_csv(f)
     if 'study' not in df: return {}
     done = {}
-    for (g, s, lr, r), part in df[df.study == key].groupby(['grid', 'seed', 'lr', 'ratio']):
+    for (g, s, lr, r), part in df[(df.study == key) & df.seed.isin(c['seeds'])].groupby(['grid', 'seed', 'lr', 'ratio']):  # (its seeds only)
         if set(part.init) == set(STARTS): done[('cell', int(s), float(lr), g, float(r))] = part.to_dict('records')
     return done
 
@@ -245,7 +245,7 @@ _CELLS: dict = {}  # a worker's contexts, by (variant, runs)
 
 def table2_cells(c: dict, variant: str, runs: str | Path, device='cpu') -> Cells:
     "The comparison context of `variant` of the table2 study `c` (built once per process)."
-    key = (study_key(c), variant, str(runs), str(device))
+    key = (study_key(c), tuple(c['seeds']), variant, str(runs), str(device))
     if key not in _CELLS:
         recipe = dataclasses.replace(c['recipe'], **c['variants'][variant])
         _CELLS[key] = Cells(recipe, CompareGrid(c['methods'], c['ratios'], c['seeds']), Path(runs), device)
@@ -275,7 +275,7 @@ def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: 
 def table2_units(c: dict) -> list[list[tuple]]:
     "The study's units (`table2_unit` arguments after c, runs, device) in two phases: the shared stages, then what starts from them."
     S, main, T = TABLE2_STANDARD, c['main'], c['recipe'].epochs
-    lowbit = (('search-8bit', S),) if c['lowbit'] else ()  # the 8-bit search only where a method starts from it
+    lowbit = (('search-8bit', S),) if any('search-8bit' in METHODS[m].shared for m in (*c['methods'], *c['lowbit'])) else ()  # only if used
     shared = [(*u, s) for s in c['seeds'] for u in (('dense', S), *(('search', v) for v in c['variants']), *lowbit)]
     rest = []
     for s in c['seeds']:  # seed by seed, so that an interrupted study holds complete seeds
@@ -292,7 +292,7 @@ def _finished_rows(c: dict, out: Path) -> dict:
         if not (out / f).exists() or not (out / f).stat().st_size > 1: continue
         df = pd.read_csv(out / f, dtype={'draw': str})
         if 'study' not in df: continue
-        for r in df[df.study == key].to_dict('records'):
+        for r in df[(df.study == key) & df.seed.isin(c['seeds'])].to_dict('records'):  # (its seeds only)
             r = {k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
             if f == 'results.csv': rows[('cell', TABLE2_STANDARD, r['seed'], r['method'], r['ratio'])] = r
             elif r.get('derived') is not True:
