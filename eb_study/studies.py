@@ -393,6 +393,7 @@ _RETHINK_GRIDS = dict(grids={  # Liu et al.'s Table 9 (one-shot unstructured) an
     'unstructured': dict(prunings=('unstructured',), ratios=(0.2, 0.4, 0.6, 0.8, 0.95), budget='E'),
     'filter-a': dict(prunings=('filter-a',), ratios=(0.5,), budget='E'),
     'filter-a, Scratch-B': dict(prunings=('filter-a',), ratios=(0.5,), budget='B')})
+_RETHINK_2T = {'unstructured': dict(prunings=('unstructured',), ratios=(0.8,), budget='E')}  # the paper's largest lr-0.01 effect but one
 _T2_METHODS = ('eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet')
 _SECOND = dict(methods=('eb', 'eb-full', 'ns'), lowbit=(), main=0.5, draws=(), variants={TABLE2_STANDARD: {}})  # its cells only
 STUDIES = {s.name: s for s in (
@@ -400,7 +401,7 @@ STUDIES = {s.name: s for s in (
           _cifar, lambda: dict(dataset=study_data(), arch='vgg16', width=0.25, retrain=20, draws=(5, 10, 15, 20, 30, 40),
                                searches=((1e-4, 40), (1e-3, 40), (1e-4, 80))),
           lambda d: dict(dataset=study_data(d, 512, 128), arch='vgg16', width=0.25, retrain=1, draws=(2, 4), searches=((1e-4, 4),))),
-    Study('rethinking', '12_rethinking', "Liu et al., Tables 8/9, Figure 7: winning ticket vs random re-initialisation, trained to convergence",
+    Study('rethinking', '12_rethinking', "Liu et al., Tables 8/9, Figure 7: winning ticket vs random re-initialisation, 80 epochs (checked at T/2 and 2T)",
           _rethinking,
           lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=80), **_RETHINK_GRIDS,
                        lrs=(0.1, 0.01), seeds=(0, 1, 2, 3, 4), convergence=(40, 160)),
@@ -408,6 +409,12 @@ STUDIES = {s.name: s for s in (
                          grids=dict(unstructured=dict(prunings=('unstructured',), ratios=(0.6,), budget='E'),
                                     **{k: v for k, v in _RETHINK_GRIDS['grids'].items() if k != 'unstructured'}),
                          lrs=(0.1, 0.01), seeds=(0,), convergence=(1, 4))),
+    Study('rethinking-2t', '12_rethinking', "Liu et al.'s comparison at 2T: does twice the schedule move winning − random at lr 0.01?",
+          _rethinking,
+          lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=160), grids=_RETHINK_2T,
+                       lrs=(0.01,), seeds=(0, 1, 2), convergence=()),
+          lambda d: dict(recipe=RethinkConfig(dataset=study_data(d, 256, 64), arch='vgg16', width=0.0625, epochs=2), grids=_RETHINK_2T,
+                         lrs=(0.01,), seeds=(0,), convergence=())),
     Study('lowprec', '13_study_lowprec', "You et al., Table 2: EB Train LF and LL, the 8-bit search and retraining",
           _lowprec,
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=40, retrain_epochs=20, ns=False)),
@@ -461,4 +468,5 @@ def run_study(name: str,  # a key of `STUDIES`
 
 def list_studies() -> str:
     "One line per study: its name, notebook and claim."
-    return '\n'.join(f"{s.name:<12} {s.notebook + '.ipynb':<26} {s.claim}" for s in STUDIES.values())
+    w = max(len(n) for n in STUDIES)
+    return '\n'.join(f"{s.name:<{w}} {s.notebook + '.ipynb':<26} {s.claim}" for s in STUDIES.values())
