@@ -190,7 +190,7 @@ def _finished_cells(c: dict, out: Path) -> dict:
     df = pd.read_csv(f)
     if 'study' not in df: return {}
     done = {}
-    for (g, s, lr, r), part in df[df.study == key].groupby(['grid', 'seed', 'lr', 'ratio']):
+    for (g, s, lr, r), part in df[(df.study == key) & df.seed.isin(c['seeds'])].groupby(['grid', 'seed', 'lr', 'ratio']):  # (its seeds only)
         if set(part.init) == set(STARTS): done[('cell', int(s), float(lr), g, float(r))] = part.to_dict('records')
     return done
 
@@ -245,7 +245,7 @@ _CELLS: dict = {}  # a worker's contexts, by (variant, runs)
 
 def table2_cells(c: dict, variant: str, runs: str | Path, device='cpu') -> Cells:
     "The comparison context of `variant` of the table2 study `c` (built once per process)."
-    key = (study_key(c), variant, str(runs), str(device))
+    key = (study_key(c), tuple(c['seeds']), variant, str(runs), str(device))
     if key not in _CELLS:
         recipe = dataclasses.replace(c['recipe'], **c['variants'][variant])
         _CELLS[key] = Cells(recipe, CompareGrid(c['methods'], c['ratios'], c['seeds']), Path(runs), device)
@@ -275,7 +275,7 @@ def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: 
 def table2_units(c: dict) -> list[list[tuple]]:
     "The study's units (`table2_unit` arguments after c, runs, device) in two phases: the shared stages, then what starts from them."
     S, main, T = TABLE2_STANDARD, c['main'], c['recipe'].epochs
-    lowbit = (('search-8bit', S),) if c['lowbit'] else ()  # the 8-bit search only where a method starts from it
+    lowbit = (('search-8bit', S),) if any('search-8bit' in METHODS[m].shared for m in (*c['methods'], *c['lowbit'])) else ()  # only if used
     shared = [(*u, s) for s in c['seeds'] for u in (('dense', S), *(('search', v) for v in c['variants']), *lowbit)]
     rest = []
     for s in c['seeds']:  # seed by seed, so that an interrupted study holds complete seeds
@@ -292,7 +292,7 @@ def _finished_rows(c: dict, out: Path) -> dict:
         if not (out / f).exists() or not (out / f).stat().st_size > 1: continue
         df = pd.read_csv(out / f, dtype={'draw': str})
         if 'study' not in df: continue
-        for r in df[df.study == key].to_dict('records'):
+        for r in df[(df.study == key) & df.seed.isin(c['seeds'])].to_dict('records'):  # (its seeds only)
             r = {k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
             if f == 'results.csv': rows[('cell', TABLE2_STANDARD, r['seed'], r['method'], r['ratio'])] = r
             elif r.get('derived') is not True:
@@ -393,6 +393,7 @@ _RETHINK_GRIDS = dict(grids={  # Liu et al.'s Table 9 (one-shot unstructured) an
     'unstructured': dict(prunings=('unstructured',), ratios=(0.2, 0.4, 0.6, 0.8, 0.95), budget='E'),
     'filter-a': dict(prunings=('filter-a',), ratios=(0.5,), budget='E'),
     'filter-a, Scratch-B': dict(prunings=('filter-a',), ratios=(0.5,), budget='B')})
+_RETHINK_2T = {'unstructured': dict(prunings=('unstructured',), ratios=(0.8,), budget='E')}  # the paper's largest lr-0.01 effect but one
 _T2_METHODS = ('eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet')
 _SECOND = dict(methods=('eb', 'eb-full', 'ns'), lowbit=(), main=0.5, draws=(), variants={TABLE2_STANDARD: {}})  # its cells only
 STUDIES = {s.name: s for s in (
@@ -400,7 +401,7 @@ STUDIES = {s.name: s for s in (
           _cifar, lambda: dict(dataset=study_data(), arch='vgg16', width=0.25, retrain=20, draws=(5, 10, 15, 20, 30, 40),
                                searches=((1e-4, 40), (1e-3, 40), (1e-4, 80))),
           lambda d: dict(dataset=study_data(d, 512, 128), arch='vgg16', width=0.25, retrain=1, draws=(2, 4), searches=((1e-4, 4),))),
-    Study('rethinking', '12_rethinking', "Liu et al., Tables 8/9, Figure 7: winning ticket vs random re-initialisation, trained to convergence",
+    Study('rethinking', '12_rethinking', "Liu et al., Tables 8/9, Figure 7: winning ticket vs random re-initialisation, 80 epochs (checked at T/2 and 2T)",
           _rethinking,
           lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=80), **_RETHINK_GRIDS,
                        lrs=(0.1, 0.01), seeds=(0, 1, 2, 3, 4), convergence=(40, 160)),
@@ -408,6 +409,12 @@ STUDIES = {s.name: s for s in (
                          grids=dict(unstructured=dict(prunings=('unstructured',), ratios=(0.6,), budget='E'),
                                     **{k: v for k, v in _RETHINK_GRIDS['grids'].items() if k != 'unstructured'}),
                          lrs=(0.1, 0.01), seeds=(0,), convergence=(1, 4))),
+    Study('rethinking-2t', '12_rethinking', "Liu et al.'s comparison at 2T: does twice the schedule move winning − random at lr 0.01?",
+          _rethinking,
+          lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=160), grids=_RETHINK_2T,
+                       lrs=(0.01,), seeds=(0, 1, 2), convergence=()),
+          lambda d: dict(recipe=RethinkConfig(dataset=study_data(d, 256, 64), arch='vgg16', width=0.0625, epochs=2), grids=_RETHINK_2T,
+                         lrs=(0.01,), seeds=(0,), convergence=())),
     Study('lowprec', '13_study_lowprec', "You et al., Table 2: EB Train LF and LL, the 8-bit search and retraining",
           _lowprec,
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.25, epochs=40, retrain_epochs=20, ns=False)),
@@ -461,4 +468,5 @@ def run_study(name: str,  # a key of `STUDIES`
 
 def list_studies() -> str:
     "One line per study: its name, notebook and claim."
-    return '\n'.join(f"{s.name:<12} {s.notebook + '.ipynb':<26} {s.claim}" for s in STUDIES.values())
+    w = max(len(n) for n in STUDIES)
+    return '\n'.join(f"{s.name:<{w}} {s.notebook + '.ipynb':<26} {s.claim}" for s in STUDIES.values())
