@@ -412,7 +412,7 @@ STUDIES = {s.name: s for s in (
     Study('rethinking-2t', '12_rethinking', "Liu et al.'s comparison at 2T: does twice the schedule move winning − random at lr 0.01?",
           _rethinking,
           lambda: dict(recipe=RethinkConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=160), grids=_RETHINK_2T,
-                       lrs=(0.01,), seeds=(0, 1, 2), convergence=()),
+                       lrs=(0.01,), seeds=(0, 1, 2, 3, 4), convergence=()),
           lambda d: dict(recipe=RethinkConfig(dataset=study_data(d, 256, 64), arch='vgg16', width=0.0625, epochs=2), grids=_RETHINK_2T,
                          lrs=(0.01,), seeds=(0,), convergence=())),
     Study('lowprec', '13_study_lowprec', "You et al., Table 2: EB Train LF and LL, the 8-bit search and retraining",
