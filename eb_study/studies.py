@@ -26,9 +26,9 @@ from .train import TrainConfig, fit_stage
 
 # %% auto #0
 __all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'package_commit',
-           'study_key', 'run_units', 'logged', 'cifar_searches', 'search_name', 'rethink_unit', 'rethink_units',
-           'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_results', 'run_study',
-           'list_studies']
+           'study_key', 'read_rows', 'run_units', 'logged', 'cifar_searches', 'search_name', 'rethink_unit',
+           'rethink_units', 'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_results',
+           'run_study', 'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ def study_key(c: dict) -> str:
     "A short hash of a study configuration but its `seeds`: each row records it, so a rerun reuses only rows of the same study."
     settings = {k: v for k, v in c.items() if k != 'seeds'}  # which seeds run is the study's extent, not a row's setting
     return hashlib.sha256(json.dumps(_settled(settings), sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
+
+def read_rows(f: str | Path, **dtype) -> pd.DataFrame:
+    "A study's results file, its `study` keys and `commit`s read as text (a hex key such as '12e4567890' is not the number 1.2e14)."
+    return pd.read_csv(f, dtype={'study': str, 'commit': str, **dtype})
 
 def run_units(phases: list[list[tuple]],  # the study's units (argument tuples of `fn`) in phases; a phase starts from the last's stages
               fn: Callable,  # (c, runs, device, *unit) -> a row, a list of rows, or None (a shared stage)
@@ -187,7 +191,7 @@ def _finished_cells(c: dict, out: Path) -> dict:
     "The cells of this study already in `out/results.csv`, both starting points present (a study resumed in a new checkout)."
     f, key = out / 'results.csv', study_key(c)
     if not f.exists() or f.stat().st_size <= 1: return {}
-    df = pd.read_csv(f)
+    df = read_rows(f)
     if 'study' not in df: return {}
     done = {}
     for (g, s, lr, r), part in df[(df.study == key) & df.seed.isin(c['seeds'])].groupby(['grid', 'seed', 'lr', 'ratio']):  # (its seeds only)
@@ -290,7 +294,7 @@ def _finished_rows(c: dict, out: Path) -> dict:
     rows, key = {}, study_key(c)
     for f in ('results.csv', 'draws.csv'):
         if not (out / f).exists() or not (out / f).stat().st_size > 1: continue
-        df = pd.read_csv(out / f, dtype={'draw': str})
+        df = read_rows(out / f, draw=str)
         if 'study' not in df: continue
         for r in df[(df.study == key) & df.seed.isin(c['seeds'])].to_dict('records'):  # (its seeds only)
             r = {k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
