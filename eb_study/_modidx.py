@@ -535,6 +535,8 @@ d = { 'settings': { 'branch': 'main',
                                 'eb_study.train.Trainer.train_epoch': ('train.html#trainer.train_epoch', 'eb_study/train.py'),
                                 'eb_study.train.Trainer.write_log': ('train.html#trainer.write_log', 'eb_study/train.py'),
                                 'eb_study.train._save_weights': ('train.html#_save_weights', 'eb_study/train.py'),
+                                'eb_study.train.check_run_folder': ('train.html#check_run_folder', 'eb_study/train.py'),
                                 'eb_study.train.fit_stage': ('train.html#fit_stage', 'eb_study/train.py'),
+                                'eb_study.train.log_text': ('train.html#log_text', 'eb_study/train.py'),
                                 'eb_study.train.lr_at': ('train.html#lr_at', 'eb_study/train.py'),
                                 'eb_study.train.resolve_device': ('train.html#resolve_device', 'eb_study/train.py')}}}

@@ -20,7 +20,8 @@ from .settings import Training
 from .sparse import strip_masks
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'resolve_device', 'StageResult', 'fit_stage']
+__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'resolve_device', 'StageResult', 'fit_stage',
+           'check_run_folder']
 
 # %% ../nbs/07_train.ipynb #31f36685
 @dataclass
@@ -165,19 +166,24 @@ def load_state_dict(self: Trainer, sd: dict) -> None:
     for h, hs in zip(self.hooks, sd['hooks']):
         if hasattr(h, 'load_state_dict'): h.load_state_dict(hs)
 
+def log_text(history: list[dict]) -> str:
+    "The text of `log.csv` for `history`: one row per epoch, the columns in order of first appearance (hooks may add some)."
+    cols = list(dict.fromkeys(c for r in history for c in r))  # hooks may add columns (energy_j)
+    cell = lambda v: '' if v is None else f'{v:.6g}' if isinstance(v, float) else str(v)
+    return '\n'.join([','.join(cols)] + [','.join(cell(r.get(c)) for c in cols) for r in history]) + '\n'
+
 @patch
 def write_log(self: Trainer) -> None:
-    "Write the history to `run_dir/log.csv`, one row per epoch (hooks may add columns)."
-    cols = list(dict.fromkeys(c for r in self.history for c in r))  # hooks may add columns (energy_j)
-    cell = lambda v: '' if v is None else f'{v:.6g}' if isinstance(v, float) else str(v)
-    rows = [','.join(cols)] + [','.join(cell(r.get(c)) for c in cols) for r in self.history]
-    atomic_write(self.run_dir / 'log.csv', ('\n'.join(rows) + '\n').encode())
+    "Write the history to `run_dir/log.csv`: a view of the checkpoint's history, never a record of its own."
+    atomic_write(self.run_dir / 'log.csv', log_text(self.history).encode())
 
 # %% ../nbs/07_train.ipynb #4e1b617a
 @patch
 def fit(self: Trainer) -> list[dict]:
     "Train until `cfg.epochs` or until a hook stops the run, resuming from `run_dir`'s checkpoint; returns the history."
-    if self.ckpt_path and self.ckpt_path.exists(): self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
+    if self.ckpt_path and self.ckpt_path.exists():
+        self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
+        self.write_log()  # the log of a run stopped between its two writes catches up with the checkpoint, before anything trains
     if self.run_dir: save_json(dataclasses.asdict(self.cfg), self.run_dir / 'train_config.json')
     self._call('before_fit')
     bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc=self.desc, disable=not self.progress or not is_main(), leave=False)
@@ -190,7 +196,9 @@ def fit(self: Trainer) -> list[dict]:
                                  time_s=time.perf_counter() - t0))
         self.epoch += 1
         self.stopped = broadcast_flag(any(bool(r) for r in self._call('after_epoch')))  # rank 0 decides for all
-        if self.run_dir: save_checkpoint(self.state_dict(), self.ckpt_path); self.write_log()
+        if self.run_dir:  # the record first, then its view: the log never holds an epoch the checkpoint does not
+            save_checkpoint(self.state_dict(), self.ckpt_path)
+            self.write_log()
         bar.update(1); bar.set_postfix(loss=f'{train_loss:.3f}', acc=f'{test_acc:.3f}')
     bar.close()
     self._call('after_fit')
@@ -249,3 +257,22 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, 
     save_json(res, Path(d) / 'result.json')
     barrier()  # on several processes: the others read what rank 0 wrote in this stage only once it is written
     return res
+
+# %% ../nbs/07_train.ipynb #4086faf7
+def check_run_folder(d: str | Path) -> int:
+    "Check the invariant of run or stage folder `d` (see 'The loop'), safely beside a running writer; the epochs its log shows."
+    d = Path(d)
+    finished = (d / 'result.json').exists()  # first: once it is there, nothing in the folder changes
+    log = (d / 'log.csv').read_text() if (d / 'log.csv').exists() else None  # then the view ...
+    ck = d / 'checkpoint.pt'
+    history = load_checkpoint(ck)['history'] if ck.exists() else None  # ... then the record, which can only have moved on
+    if log is None:
+        if finished and history is not None: raise ValueError(f"{d}: a finished stage with checkpoint.pt but no log.csv")
+        return 0
+    if history is None: raise ValueError(f"{d}: log.csv without checkpoint.pt (the log is a view of the checkpoint)")
+    k = len(log.splitlines()) - 1
+    if k > len(history) or log != log_text(history[:k]):
+        raise ValueError(f"{d}: log.csv ({k} epochs) is not the first {k} epochs of checkpoint.pt's history ({len(history)} epochs)")
+    if finished and k != len(history): raise ValueError(f"{d}: finished, but log.csv holds {k} of the {len(history)} checkpointed epochs")
+    if finished and not (d / 'model.pt').exists(): raise ValueError(f"{d}: result.json without model.pt")
+    return k

@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ import torch
 
 from eb_study.cost import energy_counter
 
-from conftest import clean_error, run_script, run_folder, results, read_log
+from conftest import clean_error, fault_env, fired, run_script, run_folder, results, read_log, resumed
 from eb_study.data import cifar10_subset
+from eb_study.train import check_run_folder
 
 # A small, quick configuration: eighth-width VGG-11 on the offline digits data, without network slimming beside it
 # (one test runs the default, with it).
@@ -107,40 +107,38 @@ def test_same_seed_same_masks_other_seed_differs(tmp_path):
     assert not torch.equal(masks['a'], masks['c'])
 
 
-def _kill_during(args, out: Path, name: str, exe: str) -> None:
-    """Start `eb-study`, wait until stage `name` has finished two epochs, SIGKILL it half-way through the third."""
-    p = subprocess.Popen([exe, *map(str, args), '--out', str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, log = time.time() + 300, None
-    while time.time() < deadline and p.poll() is None:
-        logs = list(out.glob(f'{name}-*/log.csv'))
-        if logs and len(read_log(logs[0])) >= 2:
-            log = logs[0]; break
-        time.sleep(0.02)
-    assert log is not None, f"{name} never logged two epochs (exit {p.poll()})"
-    time.sleep(float(read_log(log)[-1]['time_s']) / 2)           # well inside its third epoch
-    p.send_signal(signal.SIGKILL); p.wait()
-    assert p.returncode == -signal.SIGKILL, f"the run finished before it could be killed in {name}"
-    assert not (log.parent / 'result.json').exists()
-    assert 2 <= torch.load(log.parent / 'checkpoint.pt', weights_only=True)['epoch'] < 6
+# Where each stage is killed (tests/faults): mid-epoch, as an outside kill mostly lands; after an epoch's checkpoint and
+# before its log, the window where the two records disagree; after the retraining's last epoch, nothing left to train.
+KILLS = (('search', 3, 'mid-epoch'), ('retrain', 6, 'between-writes'), ('dense', 3, 'between-writes'))
 
 
 def test_resume_after_kill_in_every_stage_gives_the_same_run(tmp_path):
     """SIGKILL during the search, then during retraining, then during the dense baseline; the resumed run equals a
-    straight one: the same masks, logs and accuracies."""
+    straight one: the same masks, logs and accuracies, each killed stage keeping what it had checkpointed."""
     args = [*QUICK, '--epochs', 6, '--retrain_epochs', 6, '--full_search']
     straight = results(eb_study(*args, '--out', tmp_path / 'straight').stdout)
     killed = tmp_path / 'killed'
     exe = shutil.which('eb-study') or str(Path(sys.executable).with_name('eb-study'))
-    for name in ('search', 'retrain', 'dense'):
-        _kill_during(args, killed, name, exe)
-    resumed = results(eb_study(*args, '--out', killed).stdout)
-    for k in ('eb_epochs', 'ticket_acc', 'dense_acc', 'search_acc', 'train_flops_eb'): assert resumed[k] == straight[k], k
+    faults = []
+    for name, epoch, where in KILLS:
+        env, once = fault_env(tmp_path, f'{name}-', epoch, where, 'SIGKILL')
+        r = subprocess.run([exe, *map(str, args), '--out', str(killed)], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == -signal.SIGKILL, (name, r.returncode, r.stderr)
+        record, before = fired(once)
+        d = Path(record['stage'])
+        assert d.parent == killed and d.name.startswith(f'{name}-') and not (d / 'result.json').exists()
+        assert len(before) == (epoch if where == 'between-writes' else epoch - 1)
+        assert check_run_folder(d) == epoch - 1                   # the log lags the checkpoint by the epoch being written
+        faults.append(once)
+    resumed_run = results(eb_study(*args, '--out', killed).stdout)
+    for k in ('eb_epochs', 'ticket_acc', 'dense_acc', 'search_acc', 'train_flops_eb'): assert resumed_run[k] == straight[k], k
     a = torch.load(stage(tmp_path / 'straight', 'search') / 'masks.pt', weights_only=True)
     b = torch.load(stage(killed, 'search') / 'masks.pt', weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[r], b[r]) for r in a)
-    for name in ('search', 'retrain', 'dense'):
+    for (name, *_), once in zip(KILLS, faults):
         la, lb = (read_log(stage(d, name) / 'log.csv') for d in (tmp_path / 'straight', killed))
         assert [(r['epoch'], r['train_loss'], r['test_acc']) for r in la] == [(r['epoch'], r['train_loss'], r['test_acc']) for r in lb]
+        resumed(once, len(la))                                    # what it had checkpointed kept, timings and all
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):

@@ -4,22 +4,20 @@ without SyncBatchNorm computes them) and differs from a plain one-process run by
 completes, and resumes after one rank is killed."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 
-from conftest import results, read_log
+from conftest import fault_env, fired, read_log, results, resumed
 from eb_study.data import load_data, get_loaders
 from eb_study.detector import EarlyBird
 from eb_study.masking import add_bn_l1_grad
 from eb_study.models import get_model
-from eb_study.train import TrainConfig, lr_at
+from eb_study.train import TrainConfig, check_run_folder, lr_at
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason='needs torch.distributed with gloo')
 TORCHRUN = shutil.which('torchrun') or str(Path(sys.executable).with_name('torchrun'))
@@ -93,19 +91,6 @@ ARGS = ['--device', 'cpu', '--arch', 'vgg11', '--width', '0.125', '--epochs', 6,
         '--no-ns', '--no-dense', '--quiet']
 
 
-def _workers(agent: int) -> dict[int, int]:
-    """LOCAL_RANK -> pid of the worker processes `torchrun` (pid `agent`) started."""
-    found = {}
-    for p in Path('/proc').iterdir():
-        if not p.name.isdigit(): continue
-        try:
-            if int((p / 'stat').read_text().rsplit(')', 1)[1].split()[1]) != agent: continue
-            env = dict(e.split('=', 1) for e in (p / 'environ').read_bytes().decode(errors='replace').split('\0') if '=' in e)
-        except (OSError, IndexError, ValueError): continue
-        if 'LOCAL_RANK' in env: found[int(env['LOCAL_RANK'])] = int(p.name)
-    return found
-
-
 def test_cli_on_two_processes_resumes_after_a_rank_is_killed(tmp_path):
     cmd, env = torchrun('-m', 'eb_study', *ARGS, '--out', tmp_path / 'straight')
     straight = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -113,23 +98,19 @@ def test_cli_on_two_processes_resumes_after_a_rank_is_killed(tmp_path):
     assert straight.stdout.count('run folder') == 1                                   # one summary: rank 0's
     killed = tmp_path / 'killed'
     cmd, env = torchrun('-m', 'eb_study', *ARGS, '--out', killed)
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, log = time.time() + 300, None
-    while time.time() < deadline and p.poll() is None:
-        logs = list(killed.glob('search-*/log.csv'))
-        if logs and len(read_log(logs[0])) >= 2: log = logs[0]; break
-        time.sleep(0.02)
-    assert log is not None, f"the search never logged two epochs (exit {p.poll()})"
-    os.kill(_workers(p.pid)[1], signal.SIGKILL)                                      # rank 1 dies mid-search
-    assert p.wait(timeout=120) != 0                                                   # and takes the job down
-    assert not (log.parent / 'result.json').exists()
-    assert 2 <= torch.load(log.parent / 'checkpoint.pt', weights_only=True)['epoch'] < 6
+    faulty, once = fault_env(tmp_path, 'search-', 3, 'mid-epoch', 'SIGKILL', env)      # a rank dies mid-search, in epoch 3
+    died = subprocess.run(cmd, env=faulty, capture_output=True, text=True, timeout=600)
+    assert died.returncode != 0, died.stdout                                          # and takes the job down
+    record, before = fired(once)
+    search = Path(record['stage'])
+    assert len(before) == 2 and not (search / 'result.json').exists() and check_run_folder(search) == 2
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # the job restarted
     assert again.returncode == 0, again.stderr
     a, b = results(straight.stdout), results(again.stdout)
     for k in ('eb_epochs', 'ticket_acc', 'search_acc', 'train_flops_eb'): assert a[k] == b[k], k
     la, lb = (read_log(next(d.glob('search-*')) / 'log.csv') for d in (tmp_path / 'straight', killed))
     assert [(r['epoch'], r['train_loss'], r['test_acc']) for r in la] == [(r['epoch'], r['train_loss'], r['test_acc']) for r in lb]
+    resumed(once, len(la))                                                            # the two epochs kept, timings too
 
 
 def test_sync_bn_on_the_cpu_stops_with_a_clear_message(tmp_path):

@@ -1,10 +1,10 @@
 """The Table 2 grid on Ray and on SLURM (submitit's local executor) from the command line: the same results.csv as the
-sequential run; a Ray worker SIGKILLed mid-cell and a SLURM job pre-empted mid-cell do not lose the grid; without
+sequential run; a Ray worker SIGKILLed mid-cell and a SLURM job pre-empted mid-cell do not lose the grid (the faults
+injected at a chosen point by `tests/faults`, so that nothing depends on timing); without
 ray and submitit the local executor still runs and the others say what to install."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import clean_error, run_script, read_log
+from conftest import clean_error, fault_env, fired, resumed, run_script, training_folders
 from eb_study.compare import CompareGrid, compare
 from eb_study.ebtrain import EBConfig
+from eb_study.train import check_run_folder
 
 # Four cells (EB Train and network slimming at two ratios, one seed); full digits and 8 retraining epochs, so that a
 # cell trains for a few seconds: long enough to be interrupted in the middle.
 RECIPE = dict(arch='vgg11', width=0.125, epochs=4, retrain_epochs=8, threshold=0.3, length=2)
 GRID = dict(methods=('eb', 'ns'), ratios=(0.3, 0.5), seeds=(0,), protocol='recipe')  # the recipe's 8 retraining epochs
 TIMINGS = ['wall_s', 'energy_j', 'epoch_s', 'epoch_s_dense']  # measured, so they differ from run to run
-CELL_STAGES = ('retrain', 'ns-finetune')  # the stages only a cell job trains
 
 
 def cli_args(out):
@@ -50,84 +50,64 @@ def same_results(out: Path, reference: pd.DataFrame):
 
 
 def started(out: Path, *args, env=None):
+    """The grid's command line, started in the background; its output goes to a file beside `out` (no pipe to fill)."""
     exe = str(Path(sys.executable).with_name('eb-study'))
-    return subprocess.Popen([exe, *cli_args(out), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f'{out.name}.out', 'w') as log:
+        return subprocess.Popen([exe, *cli_args(out), *args], stdout=log, stderr=subprocess.STDOUT, text=True,
+                                env={**(env or os.environ), 'OMP_NUM_THREADS': '1'})
 
 
-def mid_cell(out: Path) -> list[Path]:
-    """The cell stages in the middle of their training: a checkpoint written, no result yet."""
-    return [d for s in CELL_STAGES for d in out.glob(f'{s}-*')
-            if (d / 'checkpoint.pt').exists() and not (d / 'result.json').exists()]
-
-
-def processes(*markers: str) -> list[int]:
-    """The pids of this user's processes whose command line contains every one of `markers`."""
-    ps = subprocess.run(['ps', '-ww', '-eo', 'pid=,args='], capture_output=True, text=True).stdout
-    return [int(l.split(None, 1)[0]) for l in ps.splitlines() if all(m in l for m in markers) and 'ps -eo' not in l]
-
-
-def interrupt_mid_cell(proc, out: Path, marker: str | tuple[str, ...], sig, timeout=300) -> dict[Path, list[dict]]:
-    """Wait until a cell job is mid-training, then send `sig` to one worker process running a job; return, for every
-    stage then mid-training, the log rows its checkpoint holds (what a resumed stage keeps, timings included)."""
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None: pytest.fail(f"the grid ended before a cell could be interrupted:\n{proc.stdout.read()}")
-        pids, stages = processes(*((marker,) if isinstance(marker, str) else marker)), mid_cell(out)
-        if pids and stages:
-            os.kill(pids[0], sig)
-            time.sleep(1)   # the signalled job stops (SIGKILL) or checkpoints and exits (SIGUSR2)
-            done = {d: torch.load(d / 'checkpoint.pt', weights_only=True)['epoch'] for d in stages}
-            return {d: read_log(d / 'log.csv')[:e] for d, e in done.items()}
-        time.sleep(0.02)
-    pytest.fail('no cell job was seen mid-training')
-
-
-def finish(proc, timeout=600) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out
-    return out
-
-
-def resumed(before: dict[Path, list[dict]]):
-    """Each stage interrupted mid-training kept the epochs its checkpoint held, to the timing: it resumed there (a
-    stage trained again from scratch would have logged new times), and it went on to the end."""
-    assert any(before.values()), 'no stage had a finished epoch when the job was interrupted'
-    for d, rows in before.items():
-        final = read_log(d / 'log.csv')
-        assert (d / 'result.json').exists() and len(final) > len(rows) and final[:len(rows)] == rows, (d, rows, final)
+def finish(proc, out: Path, timeout=600) -> str:
+    """Wait for the grid to end, reading every training folder it writes as it goes: each keeps the run-folder invariant
+    at every instant (`check_run_folder`, safe beside a writer); the grid's output, once it succeeded."""
+    deadline, seen = time.monotonic() + timeout, {}
+    while proc.poll() is None:
+        if time.monotonic() > deadline: proc.kill(); pytest.fail(f'the grid did not end within {timeout} s')
+        for d in training_folders(out):
+            changed = tuple(f.stat().st_mtime_ns if f.exists() else None for f in (d / 'log.csv', d / 'checkpoint.pt'))
+            if seen.get(d) != changed: check_run_folder(d); seen[d] = changed   # each new state, once
+        time.sleep(0.05)   # how often to look; nothing waits on this
+    text = (out.parent / f'{out.name}.out').read_text()
+    assert proc.returncode == 0, text
+    assert seen, 'no training folder was read while the grid ran'
+    for d in training_folders(out): assert check_run_folder(d) > 0 and (d / 'result.json').exists(), d   # finished, full logs
+    return text
 
 
 def test_ray_grid_equals_the_sequential_run(tmp_path, sequential):
     pytest.importorskip('ray')
     out = tmp_path / 'ray'
-    text = finish(started(out, '--executor', 'ray', '--workers', '2'))
+    text = finish(started(out, '--executor', 'ray', '--workers', '2'), out)
     same_results(out, sequential)
     assert text.count(': done') == 2 and text.count(': acc ') == 4, text   # 2 shared jobs, then the 4 cells
     assert len(list(out.glob('search-*'))) == 1 and len(list(out.glob('dense-*'))) == 1  # shared stages ran once
 
 
-def test_ray_worker_killed_mid_cell_does_not_lose_the_grid(tmp_path, sequential):
+def test_ray_worker_killed_between_checkpoint_and_log_does_not_lose_the_grid(tmp_path, sequential):
+    """A Ray worker SIGKILLed in the window that once failed this test: an EB retraining's third epoch checkpointed, its
+    log not yet written. Ray reruns the task; the stage resumes from the checkpoint with its full log."""
     pytest.importorskip('ray')
     out = tmp_path / 'ray-kill'
-    proc = started(out, '--executor', 'ray', '--workers', '2', '--retries', '2')
-    before = interrupt_mid_cell(proc, out, 'ray::grid_job', signal.SIGKILL)
-    assert not (out / 'results.csv').exists()                           # the kill hit an unfinished grid
-    finish(proc)
+    env, once = fault_env(tmp_path, 'retrain-', 3, 'between-writes', 'SIGKILL')
+    finish(started(out, '--executor', 'ray', '--workers', '2', '--retries', '2', env=env), out)
+    record, before = fired(once)
+    assert 'default_worker.py' in ' '.join(record['argv']) and len(before) == 3   # a Ray worker died, three epochs in
     same_results(out, sequential)                                       # Ray reran the task; it resumed
-    resumed(before)
+    resumed(once, RECIPE['retrain_epochs'])
 
 
 def test_slurm_path_with_submitits_local_executor_survives_a_preemption(tmp_path, sequential):
     pytest.importorskip('submitit')
     out = tmp_path / 'slurm'
-    proc = started(out, '--executor', 'slurm', '--slurm-cluster', 'local', '--time-min', '10')
-    # SIGUSR2 is what SLURM sends before it pre-empts a job; submitit checkpoints the job and requeues it
-    # this test's own jobs only (their command line names its submitit folder): another run's may be on the machine
-    before = interrupt_mid_cell(proc, out, ('submitit.core._submit', str(out / 'submitit')), signal.SIGUSR2)
-    finish(proc)
+    # SIGUSR2 is what SLURM sends before it pre-empts a job; submitit checkpoints the job and requeues it. Here the first
+    # job to reach the middle of a fine-tuning's third epoch sends it to itself.
+    env, once = fault_env(tmp_path, 'ns-finetune-', 3, 'mid-epoch', 'SIGUSR2')
+    finish(started(out, '--executor', 'slurm', '--slurm-cluster', 'local', '--time-min', '10', env=env), out)
+    record, before = fired(once)
+    assert record['argv'][0].endswith('submitit/core/_submit.py') and len(before) == 2   # a SLURM job, two epochs in
     same_results(out, sequential)
-    resumed(before)
+    resumed(once, RECIPE['retrain_epochs'])
     logs = [p.read_text() for p in (out / 'submitit').glob('*_log.out')]
     hit = [t for t in logs if 'Caught signal SIGUSR2' in t]
     assert len(logs) == 6 and len(hit) == 1, logs                       # 2 shared jobs and 4 cells; one was signalled
