@@ -21,13 +21,14 @@ from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, RethinkGrid, STARTS, COLUMNS as RETHINK_COLUMNS, compare as rethink_compare
 from .retrain import make_ticket, reinit_seed
-from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, record_environment, _jsonable
+from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, record_environment, environment, _jsonable
 from .train import TrainConfig, fit_stage
 
 # %% auto #0
-__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data', 'package_commit',
-           'study_key', 'read_rows', 'run_units', 'logged', 'cifar_searches', 'search_name', 'rethink_unit',
-           'rethink_units', 'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units', 'run_results',
+__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'SCALE_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data',
+           'package_commit', 'study_key', 'read_rows', 'run_units', 'logged', 'cifar_searches', 'search_name',
+           'rethink_unit', 'rethink_units', 'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units',
+           'scale_cells', 'scale_point', 'machine', 'scale_unit', 'point_name', 'scale_units', 'run_results',
            'run_study', 'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
@@ -71,8 +72,8 @@ def _settled(v):
     return v
 
 def study_key(c: dict) -> str:
-    "A short hash of a study configuration but its `seeds`: each row records it, so a rerun reuses only rows of the same study."
-    settings = {k: v for k, v in c.items() if k != 'seeds'}  # which seeds run is the study's extent, not a row's setting
+    "A short hash of a study configuration but its seeds: each row records it, so a rerun reuses only rows of the same study."
+    settings = {k: v for k, v in c.items() if k not in ('seeds', 'more_seeds')}  # which seeds run is the study's extent, not a row's setting
     return hashlib.sha256(json.dumps(_settled(settings), sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
 
 def read_rows(f: str | Path, **dtype) -> pd.DataFrame:
@@ -371,6 +372,100 @@ def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     write(rows)  # (the summaries are written only with rows: never before the finished rows are checked against them)
     return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
 
+# %% ../nbs/14b_studies.ipynb #efde50ab
+_SCALE_CELLS: dict = {}  # a worker's comparison contexts, by point
+
+def scale_cells(c: dict, width: float, epochs: int, runs: str | Path, device='cpu') -> Cells:
+    "The comparison context of the scale study's point (`width`, T = `epochs`): the recipe with those two changed (built once per process)."
+    cells = scale_point(c, width, epochs)['cells']
+    key = (study_key(c), width, epochs, str(runs), str(device))
+    if key not in _SCALE_CELLS:
+        recipe = dataclasses.replace(c['recipe'], width=width, epochs=epochs)
+        grid = CompareGrid(tuple(dict.fromkeys(m for m, _ in cells)), tuple(sorted({r for _, r in cells})), c['seeds'])
+        _SCALE_CELLS[key] = Cells(recipe, grid, Path(runs), device)
+    return _SCALE_CELLS[key]
+
+def scale_point(c: dict, width: float, epochs: int) -> dict:
+    "The declared point (`width`, T = `epochs`) of the scale study `c`."
+    found = [p for p in c['points'] if (p['width'], p['epochs']) == (width, epochs)]
+    if not found: raise ValueError(f"the scale study declares no point of width {width} and T = {epochs}")
+    return found[0]
+
+def machine(device) -> str:
+    "What trained a row: the GPU's name, or the CPU's model."
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == 'cuda' else environment()['cpu']
+
+def scale_unit(c: dict, runs: str, device: str, kind: str, width: float, epochs: int, seed: int,
+               method: str | None = None, ratio: float | None = None) -> dict | None:
+    "One unit of the scale study: a point's shared stage of a seed (None) or one of its cells' rows."
+    cells = scale_cells(c, width, epochs, runs, device)
+    if kind in ('dense', 'search'): SHARED[kind](cells, seed); return None
+    if kind != 'cell': raise ValueError(f"unknown unit kind {kind!r}")
+    point = scale_point(c, width, epochs)
+    return {**run_job(cells, Job(seed, method=method, ratio=ratio)), 'axis': point['axis'], 'width': width, 'T': epochs,
+            'study': study_key(c), 'commit': package_commit(), 'machine': machine(cells.device)}
+
+def point_name(width: float, epochs: int) -> str: return f'w{width:g}-T{epochs}'
+
+def scale_units(c: dict, point: dict) -> list[list[tuple]]:
+    "A point's units in two phases: the dense network and the search of each seed, then its cells, seed by seed."
+    at = (point['width'], point['epochs'])
+    seeds = (*c['seeds'], *c.get('more_seeds', {}).get(point_name(*at), ()))  # seeds added where the noise leaves a trend undecided
+    return [[(kind, *at, s) for s in seeds for kind in ('dense', 'search')],
+            [('cell', *at, s, m, r) for s in seeds for m, r in point['cells']]]
+
+SCALE_COLUMNS = ['axis', 'width', 'T', *COLUMNS, 'study', 'commit', 'machine']
+
+def _scale_files(out: Path, rows: dict) -> None:
+    "results.csv: every finished cell, atomically."
+    df = pd.DataFrame([r for (kind, *_), r in rows.items() if kind == 'cell']).reindex(columns=SCALE_COLUMNS)
+    if len(df): df = df.sort_values(['axis', 'width', 'T', 'method', 'ratio', 'seed'], kind='stable').reset_index(drop=True)
+    atomic_write(out / 'results.csv', df.astype({'eb_epoch': 'Int64'}).to_csv(index=False).encode())
+
+def _scale_finished(c: dict, out: Path) -> dict:
+    "The rows of this study already in `out/results.csv`, by unit (a study resumed in a new checkout)."
+    f = out / 'results.csv'
+    if not f.exists() or f.stat().st_size <= 1: return {}
+    df, declared, rows = read_rows(f, machine=str), {u for p in c['points'] for u in scale_units(c, p)[1]}, {}
+    for r in df[df.study == study_key(c)].to_dict('records'):
+        u = ('cell', float(r['width']), int(r['T']), int(r['seed']), r['method'], float(r['ratio']))
+        if u in declared: rows[u] = {k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
+    return rows  # (only the declared units' rows: a study of fewer seeds keeps only its own)
+
+def _scale_records(c: dict, out: Path, runs: Path, u: tuple) -> tuple[Path, Path]:
+    "Shared unit `u`'s committed summary and its stage folder."
+    kind, width, epochs, seed = u
+    cells = scale_cells(c, width, epochs, runs)
+    cfg = cells.config(seed, cells.grid.ratios[0])
+    d = dense_dir(cfg, runs, create=False) if kind == 'dense' else stage_dirs(cfg, runs, create=())['search']
+    return out / ('dense' if kind == 'dense' else 'searches') / f'{point_name(width, epochs)}-seed{seed}', d
+
+def _scale(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
+    for p in c['points']: scale_cells(c, p['width'], p['epochs'], runs, device)  # every point's recipe and data valid before any worker starts
+    done, failed = _scale_finished(c, out), []
+    for point in c['points']:
+        shared, cells = scale_units(c, point)
+        pending = [u for u in cells if u not in done]
+        print(f"scale: width {point['width']:g}, T = {point['epochs']}: {len(cells) - len(pending)} cells in {out} already, "
+              f"{len(pending)} to run", flush=True)
+        if not pending: continue
+        seeds = {u[3] for u in pending}
+        shared = [u for u in shared if u[3] in seeds]  # (all of a seed's: its finished rows are checked against them)
+        records = lambda u: _scale_records(c, out, runs, u)
+        def write(rows):
+            _scale_files(out, rows)
+            for u in shared:
+                summary, d = records(u)
+                if (d / 'result.json').exists(): save_summary(d, summary)
+        try: done = run_units([shared, cells], scale_unit, c, runs, ex, device, done, write,
+                              lambda v, s: v[1:4] == s[1:4], records)
+        except GridError as e: failed.append(str(e)); done = _scale_finished(c, out)  # what finished is on disk; the next points still run
+    _scale_files(out, done)
+    if failed: raise GridError('\n'.join(failed))
+    steps = {point_name(p['width'], p['epochs']): len(scale_cells(c, p['width'], p['epochs'], runs).loaders(c['seeds'][0])[0]) for p in c['points']}
+    return dict(protocol='paper', steps_per_epoch=steps, origin='the table2 and second-schedule studies (width 1/8, T = 80)')
+
 # %% ../nbs/14b_studies.ipynb #32fc92df
 def _torchvision(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     cfg = c['recipe']
@@ -399,6 +494,9 @@ _RETHINK_GRIDS = dict(grids={  # Liu et al.'s Table 9 (one-shot unstructured) an
     'filter-a, Scratch-B': dict(prunings=('filter-a',), ratios=(0.5,), budget='B')})
 _RETHINK_2T = {'unstructured': dict(prunings=('unstructured',), ratios=(0.8,), budget='E')}  # the paper's largest lr-0.01 effect but one
 _T2_METHODS = ('eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet')
+_SCALE_LENGTH = tuple((m, r) for r in (0.3, 0.5, 0.7) for m in ('eb', 'ns', 'eb-full')) + (('eb-random', 0.5),)
+_SCALE_WIDTH = tuple((m, 0.5) for m in ('eb', 'ns', 'eb-full', 'eb-random'))
+_SCALE_TINY = (('eb', 0.5), ('ns', 0.5), ('eb-full', 0.5), ('eb-random', 0.5))
 _SECOND = dict(methods=('eb', 'eb-full', 'ns'), lowbit=(), main=0.5, draws=(), variants={TABLE2_STANDARD: {}})  # its cells only
 STUDIES = {s.name: s for s in (
     Study('cifar', '11_study_cifar', "You et al., Figures 3 and 1: the mask stops changing early; tickets drawn early retrain well",
@@ -438,6 +536,18 @@ STUDIES = {s.name: s for s in (
                        **_SECOND),
           lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vgg11', width=0.125, epochs=4, threshold=0.9, length=2),
                          ratios=(0.5,), seeds=(0,), **_SECOND)),
+    Study('scale', '15a_study_scale', "Table 2's EB Train − NS gap along the schedule length and the width, toward the paper's regime",
+          _scale,
+          lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vgg16', width=0.125, epochs=80),  # table2's; a point sets width and T
+                       points=(dict(axis='length', width=0.125, epochs=160, cells=_SCALE_LENGTH),  # in order of priority
+                               dict(axis='length', width=0.125, epochs=320, cells=_SCALE_LENGTH),
+                               dict(axis='width', width=0.25, epochs=80, cells=_SCALE_WIDTH),
+                               dict(axis='width', width=0.5, epochs=80, cells=_SCALE_WIDTH)),
+                       seeds=(0, 1, 2), more_seeds={}),
+          lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vgg11', width=0.125, epochs=4, threshold=0.9, length=2),
+                         points=(dict(axis='length', width=0.125, epochs=8, cells=_SCALE_TINY),
+                                 dict(axis='width', width=0.25, epochs=4, cells=_SCALE_TINY[:2])),
+                         seeds=(0,), more_seeds={'w0.25-T4': (1,)})),
     Study('torchvision', '17_study_torchvision', "EB Train on torchvision's ResNet-18, pruned through the dependency graph",
           _torchvision,
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='resnet18', width=0.25, epochs=80, ratio=0.5, ratios=(0.5,), ns=False)),
