@@ -15,10 +15,8 @@ from .store import load_json, save_checkpoint, load_checkpoint
 from .train import Trainer, TrainConfig, Hook
 
 # %% auto #0
-__all__ = ['VERDICTS', 'NAMES', 'PAPER_TABLE2', 'PAPER_LIU', 'PAPER_LIU_DENSE', 'LIU_DIFFERS', 'si', 'summarise', 'summary',
-           'read_log', 'plot_run', 'RecordScales', 'Snapshot', 'save_summary', 'load_masks', 'table2', 'paired',
-           'verdict', 'verdict_row', 'table2_verdicts', 'rethink_verdicts', 'summary_table', 'plot_comparison',
-           'rethink_report']
+__all__ = ['si', 'summarise', 'summary', 'read_log', 'plot_run', 'RecordScales', 'Snapshot', 'save_summary', 'load_masks',
+           'table2', 'summary_table', 'plot_comparison', 'rethink_report']
 
 # %% ../nbs/09a_report.ipynb #8a3aab80
 def si(v) -> str:
@@ -226,116 +224,6 @@ def table2(df: pd.DataFrame, eb: str = 'eb') -> pd.DataFrame:
                                             f"{b.wall_s.min() / e.wall_s:.2f}x",
                                             'n/a' if pd.isna(e.energy_j) else f"{b.energy_j.min() / e.energy_j:.2f}x"]
     return t
-
-# %% ../nbs/09a_report.ipynb #ee9108fd
-def paired(a: pd.Series, b: pd.Series, ratio: bool = False) -> dict:
-    "`a − b` (or `a / b`) paired on the index (the seed): mean, 95 % t-interval `lo`..`hi`, `n` pairs and the no-difference value `null`."
-    from scipy.stats import t
-    d = (a / b if ratio else a - b).dropna()
-    n, m = len(d), float(d.mean()) if len(d) else math.nan
-    h = float(t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return dict(mean=m, lo=m - h, hi=m + h, n=n, null=1.0 if ratio else 0.0)
-
-VERDICTS = ('agrees', 'disagrees', 'cannot be told apart at this noise')
-
-def verdict(p: dict,  # from `paired`
-            paper: float,  # the paper's value of the same quantity (its sign against `p['null']` is the claim)
-           ) -> str:
-    "Whether the interval of `p` agrees with the side of `paper`, disagrees with it, or cannot tell (and too few seeds)."
-    if p['n'] == 0: return 'no data yet'
-    if p['n'] < 2 or math.isnan(p['lo']): return f"too few seeds ({p['n']})"
-    above, below = p['lo'] > p['null'], p['hi'] < p['null']
-    if not (above or below): return VERDICTS[2]
-    if paper == p['null']: return VERDICTS[1]  # the paper found none, the interval finds one
-    return VERDICTS[0] if above == (paper > p['null']) else VERDICTS[1]
-
-# %% ../nbs/09a_report.ipynb #fbae8270
-NAMES = {'eb': 'EB Train', 'eb-reinit': 'EB re-init', 'eb-random': 'random channels, EB widths',
-         'eb-full': 'EB Train, second schedule', 'eb-lf': 'EB Train LF', 'eb-ll': 'EB Train LL', 'ns': 'NS', 'lt': 'LT', 'snip': 'SNIP', 'thinet': 'ThiNet'}
-PAPER_TABLE2 = dict(  # You et al. 2020, Table 2, VGG-16 on CIFAR-10, at p = 0.3 / 0.5 / 0.7
-    acc={'eb': (93.39, 93.26, 92.71), 'eb-reinit': (93.11, 93.23, 92.71), 'ns': (93.05, 92.96, 92.70), 'lt': (93.18, 93.25, 93.28),
-         'snip': (93.20, 92.71, 92.30), 'thinet': (92.82, 91.92, 90.40), 'eb-lf': (93.20, 93.19, 92.91), 'eb-ll': (93.25, 93.13, 92.60)},
-    flops={'eb': (253, 215, 197), 'eb-reinit': (288, 240, 189), 'ns': (547, 514, 475), 'lt': (605, 605, 605),
-           'snip': (302, 302, 302), 'thinet': (451, 379, 331)})  # training FLOPs, units of 0.05 PFLOP
-
-def verdict_row(claim: str, p, paper: float | None, q: dict, unit: str = 'points', **keys) -> dict:
-    "One row of a verdict table: the claim, the paper's value, ours (mean [95 % interval]), seeds and the verdict."
-    fmt = (lambda v: f'{v:+.2f}') if unit == 'points' else (lambda v: f'{v:.2f}×')
-    ours = 'no data' if q['n'] == 0 else fmt(q['mean']) + ('' if q['n'] < 2 else f" [{fmt(q['lo'])}, {fmt(q['hi'])}]")
-    if paper is None:  # a question the paper did not ask: which side of no-difference the interval is on, if any
-        v = {'agrees': 'first higher', 'disagrees': 'first lower'}.get(verdict(q, q['null'] + 1), verdict(q, q['null'] + 1))
-    else: v = verdict(q, paper)
-    return dict(claim=claim, **keys, p=p, paper='—' if paper is None else fmt(paper), ours=ours, seeds=q['n'], verdict=v)
-
-def table2_verdicts(df: pd.DataFrame,  # the rows of `results.csv` (Table 2 cells)
-                    ratios=(0.3, 0.5, 0.7), main: float = 0.5) -> pd.DataFrame:
-    "Each accuracy and FLOP claim of You et al.'s Table 2 against `df`: paired over seeds, with the paper's value and a verdict."
-    col = lambda m, p, c='acc': df[(df.method == m) & (df.ratio == p)].set_index('seed')[c] * (100 if c == 'acc' else 1)
-    at = {0.3: 0, 0.5: 1, 0.7: 2}  # the paper's columns
-    A = lambda m, p: PAPER_TABLE2['acc'][m][at[p]] if m in PAPER_TABLE2['acc'] and p in at else None
-    F = lambda m, p: PAPER_TABLE2['flops'][m][at[p]] if m in PAPER_TABLE2['flops'] and p in at else None
-    diff = lambda a, b: None if a is None or b is None else a - b
-    rows = [verdict_row(f'accuracy: EB Train − {NAMES[o]}', p, diff(A('eb', p), A(o, p)), paired(col('eb', p), col(o, p)))
-            for o in ('ns', 'lt', 'snip', 'thinet', 'eb-reinit', 'eb-random') for p in ratios]
-    rows += [verdict_row(f'accuracy: {NAMES[o]} − EB Train', main, diff(A(o, main), A('eb', main)), paired(col(o, main), col('eb', main)))
-             for o in ('eb-lf', 'eb-ll')]
-    rows += [verdict_row(f'training FLOPs: {NAMES[o]} ÷ EB Train', p, None if F(o, p) is None else F(o, p) / F('eb', p),
-                         paired(col(o, p, 'train_flops'), col('eb', p, 'train_flops'), ratio=True), 'ratio')
-             for o in ('ns', 'lt', 'snip', 'thinet', 'eb-reinit') for p in ratios]
-    return pd.DataFrame(rows)
-
-PAPER_LIU = {  # Liu et al. 2019, VGG-16 on CIFAR-10: (pruning, lr) -> {ratio: (winning ticket, random init)}; Table 9 (a, b), Table 8 (a, b)
-    ('unstructured', 0.1): {0.2: (93.66, 93.79), 0.4: (93.79, 93.77), 0.6: (93.60, 93.72), 0.8: (93.74, 93.72), 0.95: (93.18, 93.05)},
-    ('unstructured', 0.01): {0.2: (92.78, 92.52), 0.4: (92.80, 92.52), 0.6: (92.72, 92.44), 0.8: (92.75, 92.07), 0.95: (92.58, 91.83)},
-    ('filter-a', 0.1): {0.5: (93.62, 93.60)}, ('filter-a', 0.01): {0.5: (92.65, 92.67)}}
-PAPER_LIU_DENSE = {0.1: 93.76, 0.01: 92.69}  # Table 9's unpruned VGG-16
-LIU_DIFFERS = {('unstructured', 0.01)}  # where Liu et al. find the winning ticket better; elsewhere they find no difference
-
-def _no_difference(row: dict, q: dict) -> dict:
-    "A row whose paper value is a claim of no difference (a tenth of a point, within its std): an interval off zero disagrees, on either side."
-    return dict(row, verdict=verdict(q, q['null'])) if row['paper'] != '—' else row
-
-def rethink_verdicts(results: pd.DataFrame,  # the rethinking study's rows (with its `grid` column)
-                     lrs=(0.1, 0.01)) -> pd.DataFrame:
-    "Liu et al.'s claims against `results`: winning − random per grid, lr and ratio (and over the ratios); lr 0.01 − 0.1 for the dense network and the winning tickets."
-    def acc(grid, lr, r, init):
-        d = results[(results.grid == grid) & (results.lr == lr) & (results.ratio == r) & (results.init == init)]
-        return 100 * d.set_index('seed').acc.astype(float)
-    rows = []
-    for grid in dict.fromkeys(results.grid):
-        g = results[results.grid == grid]
-        pruning, budget = g.pruning.iloc[0], g.budget.iloc[0]
-        for lr in lrs:
-            for r in sorted(g.ratio.unique()):
-                p = PAPER_LIU.get((pruning, lr), {}).get(r) if budget == 'E' else None  # the paper's comparison is Scratch-E
-                q = paired(acc(grid, lr, r, 'rewind'), acc(grid, lr, r, 'random'))
-                row = verdict_row('winning − random', r, None if p is None else p[0] - p[1], q, pruning=grid, lr=lr)
-                rows.append(row if (pruning, lr) in LIU_DIFFERS else _no_difference(row, q))
-            rs = sorted(g.ratio.unique())
-            if len(rs) > 1:  # the seed's mean over the ratios: one paired number per seed, the ratios' noise averaged out
-                ps = [PAPER_LIU.get((pruning, lr), {}).get(r) for r in rs] if budget == 'E' else [None]
-                q = paired(*(sum(acc(grid, lr, r, i) for r in rs) / len(rs) for i in ('rewind', 'random')))
-                row = verdict_row('winning − random, mean over ratios', 'mean', None if None in ps else sum(a - b for a, b in ps) / len(ps),
-                                  q, pruning=grid, lr=lr)
-                rows.append(row if (pruning, lr) in LIU_DIFFERS else _no_difference(row, q))
-    dense = results.drop_duplicates(['lr', 'seed']).pivot_table(index='seed', columns='lr', values='dense_acc') * 100
-    if set(lrs) <= set(dense.columns):
-        rows.append(verdict_row('lr 0.01 − lr 0.1, unpruned', None, PAPER_LIU_DENSE[0.01] - PAPER_LIU_DENSE[0.1],
-                                paired(dense[0.01], dense[0.1]), pruning='dense', lr=None))
-    for grid in dict.fromkeys(results[results.budget == 'E'].grid):
-        pruning = results[results.grid == grid].pruning.iloc[0]
-        for r in sorted(results[results.grid == grid].ratio.unique()):
-            p = (PAPER_LIU[(pruning, 0.01)][r][0] - PAPER_LIU[(pruning, 0.1)][r][0]) if r in PAPER_LIU.get((pruning, 0.1), {}) else None
-            rows.append(verdict_row('lr 0.01 − lr 0.1, winning ticket', r, p, paired(acc(grid, 0.01, r, 'rewind'), acc(grid, 0.1, r, 'rewind')),
-                                    pruning=grid, lr=None))
-        rs = sorted(results[results.grid == grid].ratio.unique())
-        if len(rs) > 1:
-            ps = [PAPER_LIU.get((pruning, lr), {}).get(r) for lr in (0.01, 0.1) for r in rs]
-            mean = lambda lr: sum(acc(grid, lr, r, 'rewind') for r in rs) / len(rs)
-            rows.append(verdict_row('lr 0.01 − lr 0.1, winning ticket, mean over ratios', 'mean',
-                                    None if None in ps else sum(a[0] for a in ps[:len(rs)]) / len(rs) - sum(a[0] for a in ps[len(rs):]) / len(rs),
-                                    paired(mean(0.01), mean(0.1)), pruning=grid, lr=None))
-    return pd.DataFrame(rows)
 
 # %% ../nbs/09a_report.ipynb #17c09834
 def _pm(s: pd.Series) -> str:
