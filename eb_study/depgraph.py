@@ -10,10 +10,12 @@ import torchvision
 import torch_pruning as tp
 from torch import nn
 from .masking import Mask, bn_layers, bn_scales, check_mask, apply_mask, even_blocks, min_per_block
-from .models import TORCHVISION
+
+TORCHVISION = ('resnet18', 'resnet34', 'resnet50', 'resnext50_32x4d', 'mobilenet_v2', 'efficientnet_b0',
+               'regnet_x_400mf', 'regnet_y_400mf')  # torchvision's CNNs this module builds and prunes (the model registry offers them)
 
 # %% auto #0
-__all__ = ['coupled_groups', 'conv_blocks', 'group_mask', 'prune_graph', 'cifar_stem', 'torchvision_net']
+__all__ = ['TORCHVISION', 'coupled_groups', 'conv_blocks', 'group_mask', 'prune_graph', 'cifar_stem', 'torchvision_net']
 
 # %% ../nbs/05d_depgraph.ipynb #e5b9b197
 def _is_grouped(m: nn.Module) -> bool:

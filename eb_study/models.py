@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 from .store import save_checkpoint, load_checkpoint
+from .depgraph import TORCHVISION, torchvision_net  # torchvision's CNNs with a CIFAR stem, pruned through their dependency graph (`05d_depgraph`)
 
 # %% auto #0
-__all__ = ['VGG_CFGS', 'TORCHVISION', 'BUILDERS', 'MODELS', 'vgg_cfg', 'VGG', 'vgg', 'ChannelSelection', 'Bottleneck',
-           'preresnet_blocks', 'preresnet_planes', 'preresnet_cfg', 'PreResNet', 'preresnet', 'seeded', 'build_model',
-           'get_model', 'save_model', 'load_model']
+__all__ = ['VGG_CFGS', 'BUILDERS', 'MODELS', 'vgg_cfg', 'VGG', 'vgg', 'ChannelSelection', 'Bottleneck', 'preresnet_blocks',
+           'preresnet_planes', 'preresnet_cfg', 'PreResNet', 'preresnet', 'seeded', 'build_model', 'get_model',
+           'save_model', 'load_model']
 
 # %% ../nbs/03_models.ipynb #17d58309
 @torch.no_grad()
@@ -185,15 +186,7 @@ def seeded(seed: int | None):
         torch.manual_seed(seed); yield
 
 # %% ../nbs/03_models.ipynb #ddd07096
-TORCHVISION = ('resnet18', 'resnet34', 'resnet50', 'resnext50_32x4d', 'mobilenet_v2', 'efficientnet_b0',
-               'regnet_x_400mf', 'regnet_y_400mf')  # torchvision's CNNs in the registry (CIFAR stem; checked in `05d_depgraph`)
-
-def _torchvision(name: str, **kw) -> nn.Module:
-    "torchvision's `name`, built by `eb_study.depgraph.torchvision_net` (imported here, so this module needs no torch-pruning)."
-    from eb_study.depgraph import torchvision_net
-    return torchvision_net(name, **kw)
-
-BUILDERS = {'vgg': vgg, 'preresnet': preresnet, **{n: partial(_torchvision, n) for n in TORCHVISION}}
+BUILDERS = {'vgg': vgg, 'preresnet': preresnet, **{n: partial(torchvision_net, n) for n in TORCHVISION}}  # torchvision's: `05d_depgraph`
 
 def build_model(config: dict,  # a model's `.config`
                 seed: int | None = None,  # seed of the initialisation (`None`: torch's global generator)
@@ -207,7 +200,7 @@ def build_model(config: dict,  # a model's `.config`
 # %% ../nbs/03_models.ipynb #2a2a90d6
 MODELS = {**{f'vgg{d}': partial(vgg, d) for d in (11, 13, 16, 19)},
           **{f'preresnet{d}': partial(preresnet, d) for d in (20, 56, 101, 164)},
-          **{n: partial(_torchvision, n) for n in TORCHVISION}}  # torchvision's, CIFAR stem (`eb_study.depgraph`)
+          **{n: partial(torchvision_net, n) for n in TORCHVISION}}  # torchvision's, CIFAR stem (`eb_study.depgraph`)
 
 def get_model(name: str,  # a key of `MODELS`, e.g. 'vgg16', 'preresnet101' or 'resnet18'
               num_classes: int = 10,

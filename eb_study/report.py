@@ -203,10 +203,11 @@ def load_masks(d: Path) -> dict[float, torch.Tensor]:
 def _fmt_range(s: pd.Series) -> str:
     return f"{100 * s.mean():.2f}" + (f" ({100 * s.min():.2f}–{100 * s.max():.2f})" if len(s) > 1 else '')
 
-def table2(df: pd.DataFrame, eb: str = 'eb') -> pd.DataFrame:
+def table2(df: pd.DataFrame, eb: str = 'eb',
+           order=(),  # the methods' row order (the comparison's `METHODS`: the paper's); others follow as they appear in `df`
+          ) -> pd.DataFrame:
     "Table 2 of You et al. from `results.csv`: accuracy (min–max over seeds), training FLOPs, time and energy per method and ratio."
-    from eb_study.compare import METHODS  # the paper's row order (compare imports this module)
-    order = [m for m in METHODS if m in set(df.method)]
+    order = [m for m in order if m in set(df.method)] + [m for m in dict.fromkeys(df.method) if m not in order]
     df = df.assign(energy_j=pd.to_numeric(df.energy_j))  # all empty where not measured
     g = df.groupby(['method', 'ratio'])
     t = pd.DataFrame({'acc % (min–max)': g.acc.apply(_fmt_range), 'seeds': g.size(),

@@ -47,10 +47,10 @@ def _positive(name: str, v, low_ok: bool = False, high: float = math.inf) -> flo
     return float(v)
 
 def _bits(name: str, bits) -> None:
+    "A simulated word length: what `eb_study.lowprec` quantises fp32 to (a sign and up to 24 significand bits)."
     if bits is None: return
-    from eb_study.lowprec import LPConfig  # lowprec imports the engine, which imports this module
-    try: LPConfig.bits(bits)
-    except (ValueError, TypeError): raise ValueError(f"{name} must be an integer word length in [2, 25], got {bits!r}") from None
+    if isinstance(bits, bool) or not isinstance(bits, (int, float)) or int(bits) != bits or not 2 <= bits <= 25:
+        raise ValueError(f"{name} must be an integer word length in [2, 25], got {bits!r}")
 
 # %% ../nbs/06a_settings.ipynb #42f67cc9
 @dataclass
