@@ -21,7 +21,7 @@ from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask
 from .settings import Ticket, Retraining
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
-from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, stage_spec, stage_dir
+from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, stage_spec, stage_dir, FILES
 from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
 
@@ -102,7 +102,7 @@ class Cells:
 
     def trained_dense(self, seed: int):
         "The trained dense network of `seed` (its stage's `model.pt`)."
-        return load_model(self.dense(seed)[0] / 'model.pt')
+        return load_model(self.dense(seed)[0] / FILES.model)
 
     def cost(self, res: dict, step: int) -> dict: return stage_cost(res, res['epochs'], self.n_train, step)
 
@@ -151,14 +151,14 @@ def _eb_random(cells: Cells, seed: int, ratio: float) -> dict:
     d, search = cells.search(cfg)
     eb_prune = stage_dirs(cfg, cells.root, create=('prune',))['prune']
     prune_stage(cfg, cells.data, d, eb_prune)  # the EB ticket's pruning (shared with `eb`): its rounded per-layer widths
-    eb_mask = load_checkpoint(eb_prune / 'mask.pt')
+    eb_mask = load_checkpoint(eb_prune / FILES.mask)
     dp = stage_dir(cells.root, stage_spec('random-prune', Ticket.of(cfg), parent=d, channels=f'random, seed {channel_seed(0)}+seed'))
-    if not (dp / 'drawn.pt').exists():
-        eb_ck = load_checkpoint(d / f'eb_ticket_p{ratio:g}.pt')
-        save_checkpoint({**eb_ck, 'mask': random_widths_mask(eb_mask, channel_seed(seed))}, dp / 'drawn.pt')
-    prune = prune_stage(cfg, cells.data, d, dp, ticket=dp / 'drawn.pt')
+    if not (dp / FILES.drawn).exists():
+        eb_ck = load_checkpoint(d / FILES.eb_ticket(ratio))
+        save_checkpoint({**eb_ck, 'mask': random_widths_mask(eb_mask, channel_seed(seed))}, dp / FILES.drawn)
+    prune = prune_stage(cfg, cells.data, d, dp, ticket=dp / FILES.drawn)
     kept = lambda m: {k: int(v.sum()) for k, v in m.items()}
-    if kept(load_checkpoint(dp / 'mask.pt')) != kept(eb_mask):
+    if kept(load_checkpoint(dp / FILES.mask)) != kept(eb_mask):
         raise RuntimeError(f"the random-channel ticket in {dp} does not keep the EB ticket's layer widths")  # coupled layers would
     dr = stage_dir(cells.root, stage_spec('retrain', Retraining.of(cfg), parent=dp))
     res = retrain_stage(cfg, cells.loaders(seed), dp, dr, cells.device, cells.progress)
@@ -206,8 +206,8 @@ def _snip(cells: Cells, seed: int, ratio: float) -> dict:
     cfg = cells.config(seed, ratio)
     d = stage_dir(cells.root, stage_spec('snip', Recipe.of(cfg), Ticket.of(cfg), Retraining.of(cfg, retrain='full', retrain_bits=None)))
     theta0 = get_model(cfg.arch, cells.data.num_classes, cfg.width, seed=seed)
-    if not (d / 'mask.pt').exists(): save_checkpoint(score_mask(theta0, ratio, 'snip', batch=snip_batch(cells, seed)), d / 'mask.pt')
-    res, step_sparse = _masked_training(cells, seed, d, apply_weight_mask(theta0, load_checkpoint(d / 'mask.pt')), 'SNIP')
+    if not (d / FILES.mask).exists(): save_checkpoint(score_mask(theta0, ratio, 'snip', batch=snip_batch(cells, seed)), d / FILES.mask)
+    res, step_sparse = _masked_training(cells, seed, d, apply_weight_mask(theta0, load_checkpoint(d / FILES.mask)), 'SNIP')
     c = cells.cost(res, cells.step_dense)
     return _row(res['test_acc'], [c], sparse_flops=cells.n_train * res['epochs'] * step_sparse,
                 flops_after=res['sparse_forward'], epoch_s=statistics.median(res['epoch_time_s']))
@@ -218,12 +218,12 @@ def _thinet(cells: Cells, seed: int, ratio: float) -> dict:
     dense_dir, dense = cells.dense(seed)
     cfg = cells.config(seed, ratio)
     dp = stage_dir(cells.root, stage_spec('thinet-prune', Ticket.of(cfg), parent=dense_dir))
-    if not (dp / 'ticket.pt').exists():
+    if not (dp / FILES.ticket).exists():
         tr = cells.loaders(seed)[0]
         images = [tr.encode(tr.x[i:i + 64]) for i in range(0, 256, 64)]  # as the loader feeds them
         trained = cells.trained_dense(seed)
-        save_model(prune_channels(trained, thinet_mask(trained, ratio, images, seed=seed)), dp / 'ticket.pt')
-    ticket = load_model(dp / 'ticket.pt')
+        save_model(prune_channels(trained, thinet_mask(trained, ratio, images, seed=seed)), dp / FILES.ticket)
+    ticket = load_model(dp / FILES.ticket)
     step = training_flops(ticket, cells.size)
     dr = stage_dir(cells.root, stage_spec('thinet-finetune', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))
     tune = fit_stage(dr, ticket, cells.loaders(seed), cfg.train_config(cfg.retrain_epochs, retrain=True), cells.device,
@@ -301,7 +301,7 @@ def run_job(cells: Cells, job: Job) -> dict | None:
     row = dict(method=job.method, ratio=job.ratio, seed=job.seed, **METHODS[job.method].run(cells, job.seed, job.ratio),
                flops_dense=cells.forward_dense, train_flops_dense=cells.n_train * cells.cfg.epochs * cells.step_dense,
                epoch_s_dense=statistics.median(dense['epoch_time_s']), dense_acc=dense['test_acc'])
-    save_json(row, cell_dir(cells, job) / 'row.json')
+    save_json(row, cell_dir(cells, job) / FILES.row)
     return row
 
 # %% ../nbs/14_compare.ipynb #873988de
@@ -335,13 +335,13 @@ def draw_at(cells: Cells, seed: int, ratio: float, epoch: int, **kw) -> dict:
     eb = search['eb_epochs'].get(str(float(ratio)))
     if epoch == eb: return dict(_eb(cells, seed, ratio, **kw), drawn_at=epoch)
     if epoch == search['epochs'] and not kw: return dict(_ns(cells, seed, ratio), drawn_at=epoch, eb_epoch=eb)
-    src = d / f'weights_epoch{epoch}.pt'
+    src = d / FILES.weights_at(epoch)
     if not src.exists(): raise ValueError(f"the search {d.name} saved no weights after epoch {epoch}: run it with Snapshot(..., [{epoch}])")
     dp = stage_dir(cells.root, stage_spec('draw-prune', Ticket.of(cfg), parent=d, epoch=epoch, **ticket_key(Ticket.of(cfg))))
-    if not (dp / 'result.json').exists():
+    if not (dp / FILES.result).exists():
         w = get_model(cfg.arch, cells.data.num_classes, cfg.width); w.load_state_dict(load_checkpoint(src))
-        save_checkpoint(drawn_ticket(w, channel_mask(w, ratio), epoch), dp / 'drawn.pt')
-    prune = prune_stage(cfg, cells.data, d, dp, ticket=dp / 'drawn.pt')
+        save_checkpoint(drawn_ticket(w, channel_mask(w, ratio), epoch), dp / FILES.drawn)
+    prune = prune_stage(cfg, cells.data, d, dp, ticket=dp / FILES.drawn)
     dr = stage_dir(cells.root, stage_spec('draw-retrain', Retraining.of(cfg), parent=dp))
     res = retrain_stage(cfg, cells.loaders(seed), dp, dr, cells.device, cells.progress)
     costs = [stage_cost(search, epoch, cells.n_train, cells.step_dense), cells.cost(res, prune['step_flops_after'])]

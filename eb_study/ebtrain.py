@@ -20,7 +20,7 @@ from .retrain import make_ticket, reinit_seed
 from .scores import filter_convs, filter_mask, unstructured_mask
 from .sparse import apply_weight_mask, copy_model, effective_weight, prunable, sparse_flops, strip_masks, weight_sparsity
 from .settings import Settings, Seed, Data, Model, Training, Search, Ticket, Retraining
-from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage_spec, stage_dir
+from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage_spec, stage_dir, FILES
 from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
@@ -91,7 +91,7 @@ class EBSearch(Hook):
                  out: Path | None = None):  # where the tickets go
         self.eb, self.stop, self.out = eb, stop, out
 
-    def ticket_path(self, ratio: float) -> Path: return self.out / f'eb_ticket_p{ratio:g}.pt'
+    def ticket_path(self, ratio: float) -> Path: return self.out / FILES.eb_ticket(ratio)
 
     def after_epoch(self, t: Trainer) -> bool:
         before = {r: q.emerged for r, q in self.eb.queues.items()}
@@ -114,7 +114,7 @@ class EBSearch(Hook):
 def _theta0(cfg, num_classes: int, d: Path) -> torch.nn.Module:
     "θ0 of `cfg`'s recipe, drawn from its seed and kept in `d/init.pt` (the winning ticket rewinds to it)."
     model = get_model(cfg.arch, num_classes, cfg.width, seed=cfg.seed)
-    if not (d / 'init.pt').exists(): save_checkpoint(model.state_dict(), d / 'init.pt')
+    if not (d / FILES.init).exists(): save_checkpoint(model.state_dict(), d / FILES.init)
     return model
 
 def search_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, hooks=()) -> dict:
@@ -122,7 +122,7 @@ def search_stage(cfg: EBConfig, data, loaders, d: Path, device, progress=True, h
     search = Search.of(cfg)
     eb = EarlyBird(search.ratios, search.length, search.threshold, search.mode, keep_masks=True)
     def result(t):
-        save_checkpoint({r: torch.stack([flatten_mask(m) for m in ms]) for r, ms in eb.masks.items()}, d / 'masks.pt')
+        save_checkpoint({r: torch.stack([flatten_mask(m) for m in ms]) for r, ms in eb.masks.items()}, d / FILES.masks)
         return dict(eb_epochs={str(r): e for r, e in eb.emerged_at.items()},
                     max_distance={str(r): q.history for r, q in eb.queues.items()})
     return fit_stage(d, _theta0(cfg, data.num_classes, d), loaders, TrainConfig.of(Recipe.of(cfg), sparsity=search.sparsity), device,
@@ -134,36 +134,36 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
                 ticket: Path | None = None,  # the drawn ticket (default: the search's EB ticket at `cfg.ratio`)
                ) -> dict:
     "Stage 2: prune the ticket at `cfg.ratio` physically, starting from the weights `cfg.init` names, in folder `d`."
-    if (d / 'result.json').exists(): return load_json(d / 'result.json')
+    if (d / FILES.result).exists(): return load_json(d / FILES.result)
     tk = Ticket.of(cfg)
-    ck = load_checkpoint(ticket or search_dir / f'eb_ticket_p{tk.ratio:g}.pt')
+    ck = load_checkpoint(ticket or search_dir / FILES.eb_ticket(tk.ratio))
     dense = build_model(ck['config']); dense.load_state_dict(ck['model'])
     mask, scores = effective_mask(dense, ck['mask']), channel_scores(dense)  # coupled layers share one decision per channel
     plain = [k for k in scores if k not in getattr(dense, 'channel_blocks', {})]  # a grouped conv's blocks stay even: not rounded
     mask = expand_mask({**mask, **round_mask({k: mask[k] for k in plain}, {k: scores[k] for k in plain}, tk.round_to)}, dense)
-    ticket = make_ticket(dense, mask, tk.init, init_state=load_checkpoint(search_dir / 'init.pt'), seed=reinit_seed(cfg.seed))
-    save_model(ticket, d / 'ticket.pt')
-    save_checkpoint(mask, d / 'mask.pt')
+    ticket = make_ticket(dense, mask, tk.init, init_state=load_checkpoint(search_dir / FILES.init), seed=reinit_seed(cfg.seed))
+    save_model(ticket, d / FILES.ticket)
+    save_checkpoint(mask, d / FILES.mask)
     size = (1, *data.x_train.shape[1:])
     res = dict(eb_epoch=ck['epoch'], params_before=count_params(dense), params_after=count_params(ticket),
                flops_before=count_flops(dense, size), flops_after=count_flops(ticket, size),
                step_flops_before=training_flops(dense, size), step_flops_after=training_flops(ticket, size),
                channels_kept=int(sum(int(m.sum()) for m in mask.values())),
                channels=int(sum(m.numel() for m in mask.values())), init=tk.init)
-    save_json(res, d / 'result.json')
+    save_json(res, d / FILES.result)
     barrier()  # several processes: the ticket is on disk before anyone retrains it
     return res
 
 # %% ../nbs/09_ebtrain.ipynb #de2406fc
 def retrain_stage(cfg: EBConfig, loaders, prune_dir: Path, d: Path, device, progress=True, hooks=()) -> dict:
     "Stage 3: train the pruned ticket of `prune_dir` (no sparsity; a weight mask kept) in folder `d`: a fresh schedule, or the rest of the search's."
-    rt, start, pruned = Retraining.of(cfg), 0, load_json(prune_dir / 'result.json')
+    rt, start, pruned = Retraining.of(cfg), 0, load_json(prune_dir / FILES.result)
     if rt.retrain == 'rest':
         start = pruned['eb_epoch']
         if not start: raise ValueError("retrain='rest' continues the schedule from the ticket's EB epoch, but this ticket never emerged")
         if start >= cfg.epochs: raise ValueError(f"retrain='rest': the ticket emerged at the schedule's last epoch ({start}), nothing is left to retrain")
-    net = load_model(prune_dir / 'ticket.pt')
-    if pruned.get('unit') == 'weights': apply_weight_mask(net, load_checkpoint(prune_dir / 'mask.pt'))  # held through training
+    net = load_model(prune_dir / FILES.ticket)
+    if pruned.get('unit') == 'weights': apply_weight_mask(net, load_checkpoint(prune_dir / FILES.mask))  # held through training
     return fit_stage(d, net, loaders, cfg.train_config(rt.retrain_epochs if rt.retrain == 'full' else None, retrain=True),
                      device, [*hooks, *stage_hooks(device, rt.retrain_bits, cfg.seed)], progress, 'retrain',
                      lambda t: dict(sparsity=weight_sparsity(t.model)), start_epoch=start)
@@ -179,12 +179,12 @@ def ns_stages(cfg: EBConfig, data, loaders, search_dir: Path, root: Path, device
     tk = Ticket.of(cfg, init='inherit')  # from the trained weights
     dp = stage_dir(root, stage_spec('ns-prune', tk, parent=search_dir))
     dr = stage_dir(root, stage_spec('ns-finetune', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))  # a fresh fp32 schedule
-    if not (dp / 'drawn.pt').exists():  # the ticket of the final weights, pruned as EB Train prunes its ticket
-        final = load_model(search_dir / 'model.pt')
-        save_checkpoint(drawn_ticket(final, channel_mask(final, tk.ratio), load_json(search_dir / 'result.json')['epochs']), dp / 'drawn.pt')
+    if not (dp / FILES.drawn).exists():  # the ticket of the final weights, pruned as EB Train prunes its ticket
+        final = load_model(search_dir / FILES.model)
+        save_checkpoint(drawn_ticket(final, channel_mask(final, tk.ratio), load_json(search_dir / FILES.result)['epochs']), dp / FILES.drawn)
     barrier()
-    prune = prune_stage(dataclasses.replace(cfg, init='inherit'), data, search_dir, dp, ticket=dp / 'drawn.pt')
-    tune = fit_stage(dr, load_model(dp / 'ticket.pt'), loaders, cfg.train_config(cfg.retrain_epochs, retrain=True), device,
+    prune = prune_stage(dataclasses.replace(cfg, init='inherit'), data, search_dir, dp, ticket=dp / FILES.drawn)
+    tune = fit_stage(dr, load_model(dp / FILES.ticket), loaders, cfg.train_config(cfg.retrain_epochs, retrain=True), device,
                      [*hooks, *stage_hooks(device)], progress, 'NS fine-tune')
     return prune, tune
 
@@ -205,12 +205,12 @@ def oneshot_stage(cfg: EBConfig, data, trained_dir: Path, d: Path,
                  ) -> dict:
     "Prune the trained network of `trained_dir` one-shot at `cfg.ratio` by `pruning`, its ticket starting from `cfg.init`, in folder `d`."
     if pruning not in PRUNINGS: raise ValueError(f"pruning must be one of {tuple(PRUNINGS)}, got {pruning!r}")
-    if (d / 'result.json').exists(): return load_json(d / 'result.json')
+    if (d / FILES.result).exists(): return load_json(d / FILES.result)
     tk, size = Ticket.of(cfg), (1, *data.x_train.shape[1:])
-    trained = load_model(trained_dir / 'model.pt')
-    theta0 = build_model(trained.config); theta0.load_state_dict(load_checkpoint((theta0_dir or trained_dir) / 'init.pt'))
+    trained = load_model(trained_dir / FILES.model)
+    theta0 = build_model(trained.config); theta0.load_state_dict(load_checkpoint((theta0_dir or trained_dir) / FILES.init))
     if pruning == 'unstructured':  # a weight mask over the unpruned architecture
-        if prior is not None: apply_weight_mask(trained, load_checkpoint(prior / 'mask.pt'))
+        if prior is not None: apply_weight_mask(trained, load_checkpoint(prior / FILES.mask))
         mask = unstructured_mask(trained, tk.ratio)
         ticket = {'inherit': lambda: strip_masks(trained), 'rewind': lambda: theta0,
                   'random': lambda: build_model(trained.config, seed=reinit_seed(cfg.seed))}[tk.init]()
@@ -220,12 +220,12 @@ def oneshot_stage(cfg: EBConfig, data, trained_dir: Path, d: Path,
         mask = filter_mask(trained, filter_ratios(trained, pruning, tk.ratio))
         ticket = masked = make_ticket(trained, mask, tk.init, init_state=theta0.state_dict(), seed=reinit_seed(cfg.seed))
         weights = sum(m.weight.numel() for m in prunable(ticket).values())
-    save_model(ticket, d / 'ticket.pt')
-    save_checkpoint(mask, d / 'mask.pt')
+    save_model(ticket, d / FILES.ticket)
+    save_checkpoint(mask, d / FILES.mask)
     res = dict(unit=PRUNINGS[pruning], pruning=pruning, ratio=tk.ratio, init=tk.init, eb_epoch=None, weights=weights,
                params_before=count_params(theta0), params_after=count_params(ticket),
                flops_before=sparse_flops(theta0, size), flops_after=sparse_flops(masked, size))
-    save_json(res, d / 'result.json')
+    save_json(res, d / FILES.result)
     barrier()  # several processes: the ticket is on disk before anyone retrains it
     return res
 

@@ -11,7 +11,7 @@ import torch
 from .cost import bitops, stage_cost, total
 from .masking import bn_scales
 from .retrain import INIT_NAMES
-from .store import load_json, save_checkpoint, load_checkpoint
+from .store import load_json, save_checkpoint, load_checkpoint, FILES
 from .train import Trainer, TrainConfig, Hook
 
 # %% auto #0
@@ -134,9 +134,9 @@ def plot_run(cfg,  # the run's `EBConfig`
     "Write `distance_matrix.png` and `curves.png` of the run whose stage folders are `dirs` into `dirs['run']`."
     import matplotlib.pyplot as plt
     from eb_study.distance import distance_matrix, plot_distance_matrix
-    out, search = dirs['run'], load_json(dirs['search'] / 'result.json')
-    eb_epoch = load_json(dirs['prune'] / 'result.json')['eb_epoch']
-    masks = load_checkpoint(dirs['search'] / 'masks.pt')[cfg.ratio]
+    out, search = dirs['run'], load_json(dirs['search'] / FILES.result)
+    eb_epoch = load_json(dirs['prune'] / FILES.result)['eb_epoch']
+    masks = load_checkpoint(dirs['search'] / FILES.masks)[cfg.ratio]
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     plot_distance_matrix(distance_matrix(masks), eps=cfg.threshold, ax=ax, epochs=range(1, len(masks) + 1),
                          title=f'{cfg.arch} on {Path(cfg.dataset).name}, p = {cfg.ratio}')
@@ -145,8 +145,8 @@ def plot_run(cfg,  # the run's `EBConfig`
     fig, axs = plt.subplots(1, 2, figsize=(11, 4))
     off = {'dense': 0, 'search': 0, 'retrain': eb_epoch or search['epochs']}
     for k in ('dense', 'search', 'retrain'):
-        if not (dirs[k] / 'log.csv').exists(): continue
-        rows = read_log(dirs[k] / 'log.csv')
+        if not (dirs[k] / FILES.log).exists(): continue
+        rows = read_log(dirs[k] / FILES.log)
         axs[0].plot([r['epoch'] + off[k] for r in rows], [r['test_acc'] for r in rows], marker='.', label=k)
     if eb_epoch: axs[0].axvline(eb_epoch, color='gray', ls=':', label='EB ticket drawn')
     axs[0].set(xlabel='epoch (retraining starts where the ticket was drawn)', ylabel='test accuracy', title='training')
@@ -164,7 +164,7 @@ class RecordScales(Hook):
     def after_epoch(self, t: Trainer):
         if self.epochs is None or t.epoch in self.epochs:
             self.scales[t.epoch] = torch.cat(list(bn_scales(t.model).values()))
-    def after_fit(self, t: Trainer): save_checkpoint(self.scales, self.out / 'scales.pt')
+    def after_fit(self, t: Trainer): save_checkpoint(self.scales, self.out / FILES.scales)
     def state_dict(self): return dict(scales=self.scales)
     def load_state_dict(self, sd): self.scales = dict(sd['scales'])
 
@@ -172,7 +172,7 @@ class Snapshot(Hook):
     "Engine hook: save the weights after each epoch in `epochs` to `out/weights_epoch{e}.pt` (to draw tickets from later)."
     def __init__(self, out: Path, epochs): self.out, self.epochs = Path(out), set(epochs)
     def after_epoch(self, t: Trainer):
-        if t.epoch in self.epochs: save_checkpoint(t.model.state_dict(), self.out / f'weights_epoch{t.epoch}.pt')
+        if t.epoch in self.epochs: save_checkpoint(t.model.state_dict(), self.out / FILES.weights_at(t.epoch))
 
 def save_summary(d: Path,  # a stage folder
                  dest: Path,  # where its summary goes (committed with a study)
@@ -180,21 +180,21 @@ def save_summary(d: Path,  # a stage folder
     "Copy the small files of stage folder `d` into `dest`: spec, result, log and machines, masks as packed bits, recorded scales."
     import numpy as np, shutil
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    for f in ('spec.json', 'result.json', 'log.csv', 'environment.json'):
+    for f in (FILES.spec, FILES.result, FILES.log, FILES.environment):
         if (d / f).exists(): shutil.copyfile(d / f, dest / f)
-    if (d / 'masks.pt').exists():
-        m = load_checkpoint(d / 'masks.pt')
+    if (d / FILES.masks).exists():
+        m = load_checkpoint(d / FILES.masks)
         np.savez_compressed(dest / 'masks.npz', **{f'p{r:g}': np.packbits(v.numpy(), axis=1) for r, v in m.items()},
                             n=np.array(next(iter(m.values())).shape[1]))
-    if (d / 'scales.pt').exists():
-        sc = load_checkpoint(d / 'scales.pt')
+    if (d / FILES.scales).exists():
+        sc = load_checkpoint(d / FILES.scales)
         np.savez_compressed(dest / 'scales.npz', **{f'epoch{e}': v.numpy() for e, v in sc.items()})
     return dest
 
 def load_masks(d: Path) -> dict[float, torch.Tensor]:
     "The per-epoch masks (ratio -> epochs × channels bool tensor) of a stage folder or of its summary."
     import numpy as np
-    if (Path(d) / 'masks.pt').exists(): return load_checkpoint(Path(d) / 'masks.pt')
+    if (Path(d) / FILES.masks).exists(): return load_checkpoint(Path(d) / FILES.masks)
     with np.load(Path(d) / 'masks.npz') as z:
         n = int(z['n'])
         return {float(k[1:]): torch.from_numpy(np.unpackbits(z[k], axis=1)[:, :n].astype(bool)) for k in z.files if k != 'n'}

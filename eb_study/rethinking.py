@@ -13,7 +13,7 @@ from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot
 from .models import get_model
 from .masking import check_ratio
 from .settings import Settings, Data, Model, Training, Ticket, Retraining
-from .store import atomic_write, save_json, load_json, stage_spec, stage_dir
+from .store import atomic_write, save_json, load_json, stage_spec, stage_dir, FILES
 from .train import resolve_device
 
 # %% auto #0
@@ -110,7 +110,7 @@ def ticket_chain(cfg: RethinkConfig, pruning: str, ratio: float, init: str, seed
 # %% ../nbs/12_rethinking.ipynb #e0f5c635
 def retrain_ticket(cfg: RethinkConfig, ticket_dir: Path, seed: int, lr: float, loaders, root: Path, device, progress=False) -> dict:
     "Retrain the ticket in `ticket_dir` at `lr` for the Scratch-E or Scratch-B epochs of `cfg.budget`; its row's figures."
-    pr = load_json(ticket_dir / 'result.json')
+    pr = load_json(ticket_dir / FILES.result)
     epochs = retrain_epochs(cfg.epochs, pr['flops_before'], pr['flops_after'], cfg.budget, cfg.cap)
     c = cell_config(cfg, seed, lr, 0.0, pr['init'], None if cfg.budget == 'E' else epochs)
     res = retrain_stage(c, loaders, ticket_dir, retrain_dir(root, c, ticket_dir), device, progress)

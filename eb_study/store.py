@@ -11,7 +11,7 @@ from .dist import is_main
 
 # %% auto #0
 __all__ = ['atomic_write', 'save_json', 'load_json', 'save_checkpoint', 'load_checkpoint', 'nondefault_fields', 'config_hash',
-           'stage_spec', 'stage_dir', 'environment', 'record_environment']
+           'stage_spec', 'stage_dir', 'FILES', 'environment', 'record_environment']
 
 # %% ../nbs/06_store.ipynb #40e2e65c
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -102,6 +102,28 @@ def stage_dir(root: str | Path,  # where stage folders live
         raise ValueError(f"{d} holds a stage with another spec ({load_json(f)}); remove it or choose another root")
     if create and not f.exists(): save_json(spec, f)
     return d
+
+# %% ../nbs/06_store.ipynb #5a047426
+class FILES:
+    "The file names of a stage folder, one each; `eb_ticket` and `weights_at` name the per-ratio and per-epoch ones."
+    spec = 'spec.json'  # what the stage depends on (`stage_spec`), written when the folder is made
+    checkpoint = 'checkpoint.pt'  # the engine's one record of training (`eb_study.train`)
+    log = 'log.csv'  # a view of the checkpoint's history, one row per epoch
+    train_config = 'train_config.json'  # the engine's configuration
+    environment = 'environment.json'  # the machines that trained it
+    model = 'model.pt'  # a training stage's output weights: what later stages read
+    result = 'result.json'  # a stage's result; its presence means the stage is finished
+    masks = 'masks.pt'  # a search's channel masks, one per epoch and watched ratio
+    scales = 'scales.pt'  # BN scales recorded in the first epochs (`RecordScales`)
+    init = 'init.pt'  # the initial weights θ0 of a search (the winning ticket's start)
+    drawn = 'drawn.pt'  # a ticket drawn from a search: weights, mask and epoch
+    mask = 'mask.pt'  # a pruning stage's mask
+    ticket = 'ticket.pt'  # a pruning stage's pruned network
+    row = 'row.json'  # a comparison cell's result row
+    @staticmethod
+    def eb_ticket(ratio: float) -> str: return f'eb_ticket_p{ratio:g}.pt'  # the ticket at `ratio`, drawn when it emerged
+    @staticmethod
+    def weights_at(epoch: int) -> str: return f'weights_epoch{epoch}.pt'  # a search's weights after `epoch` (`Snapshot`)
 
 # %% ../nbs/06_store.ipynb #f2d3cdab
 def environment(threads: int | None = None,  # threads per process (None: this process's)

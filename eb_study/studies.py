@@ -21,7 +21,7 @@ from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, RethinkGrid, STARTS, COLUMNS as RETHINK_COLUMNS, compare as rethink_compare
 from .retrain import make_ticket, reinit_seed
-from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, record_environment, environment, _jsonable
+from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, record_environment, environment, _jsonable, FILES
 from .train import TrainConfig, fit_stage
 
 # %% auto #0
@@ -116,7 +116,7 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
 
 def logged(summary: Path) -> str | None:
     "A committed stage summary's log without its timings: what the same code reproduces exactly on the same machine (None: none)."
-    f = Path(summary) / 'log.csv'
+    f = Path(summary) / FILES.log
     return pd.read_csv(f).drop(columns='time_s', errors='ignore').to_csv(index=False) if f.exists() else None
 
 # %% ../nbs/14b_studies.ipynb #7aa4088b
@@ -137,8 +137,8 @@ def _cifar(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
         hooks = [Snapshot(sdirs[k], c['draws']), RecordScales(sdirs[k], epochs=range(1, 6))] if k == first else []
         search_stage(cfg, data, loaders, sdirs[k], device, progress=False, hooks=hooks)
         save_summary(sdirs[k], out / search_name(*k))
-    eb_ck = load_checkpoint(sdirs[first] / 'eb_ticket_p0.5.pt')
-    sources = {e: load_checkpoint(sdirs[first] / f'weights_epoch{e}.pt') for e in c['draws']}
+    eb_ck = load_checkpoint(sdirs[first] / FILES.eb_ticket(0.5))
+    sources = {e: load_checkpoint(sdirs[first] / FILES.weights_at(e)) for e in c['draws']}
     if eb_ck['epoch']: sources[eb_ck['epoch']] = eb_ck['model']
     def retrain(epoch, state, ratio=0.5):  # the ticket drawn from the weights after `epoch`, pruned exactly, retrained
         dense = build_model(eb_ck['config']); dense.load_state_dict(state)
@@ -186,7 +186,7 @@ def _rethinking_files(c: dict, out: Path, rows: dict, runs: Path) -> None:
     cfg = c['recipe']
     for s, lr, e in [(s, lr, cfg.epochs) for s in c['seeds'] for lr in c['lrs']] + [(c['seeds'][0], lr, e) for lr in c['lrs'] for e in c['convergence']]:
         d = dense_dir(Recipe.of(cfg, seed=s, lr=lr, epochs=e), runs, create=False)
-        if (d / 'result.json').exists(): save_summary(d, out / 'dense' / f'lr{lr:g}-epochs{e}-seed{s}')
+        if (d / FILES.result).exists(): save_summary(d, out / 'dense' / f'lr{lr:g}-epochs{e}-seed{s}')
 
 def _finished_cells(c: dict, out: Path) -> dict:
     "The cells of this study already in `out/results.csv`, both starting points present (a study resumed in a new checkout)."
@@ -218,7 +218,7 @@ def _rethinking(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> d
 def _converged(c: dict, out: Path, u: tuple) -> bool:
     "Whether the convergence check's dense run `u` is committed already."
     _, s, lr, _, _, e = u
-    return (out / 'dense' / f'lr{lr:g}-epochs{e}-seed{s}' / 'result.json').exists()
+    return (out / 'dense' / f'lr{lr:g}-epochs{e}-seed{s}' / FILES.result).exists()
 
 # %% ../nbs/14b_studies.ipynb #ed4776bb
 def lowprec_variants(c: dict) -> dict[str, EBConfig]:
@@ -338,12 +338,12 @@ def _table2_summaries(c: dict, out: Path, runs: Path) -> None:
     "Each seed's shared stages (searches, dense, 8-bit search) and EB re-init's retraining at `main`, as committed summaries (curves; drift check)."
     for s in c['seeds']:
         for name, d in _shared_dirs(c, runs, s).items():
-            if (d / 'result.json').exists(): save_summary(d, out / name)
+            if (d / FILES.result).exists(): save_summary(d, out / name)
         cfg = table2_cells(c, TABLE2_STANDARD, runs).config(s, c['main'], init='random')
         dirs = stage_dirs(cfg, runs, create=())
-        if (dirs['retrain'] / 'result.json').exists():  # the drift check rebuilds it from the ticket's architecture and its seed
+        if (dirs['retrain'] / FILES.result).exists():  # the drift check rebuilds it from the ticket's architecture and its seed
             dest = save_summary(dirs['retrain'], out / 'retrain' / f"eb-reinit-p{c['main']:g}-seed{s}")
-            save_json(dict(config=load_checkpoint(dirs['prune'] / 'ticket.pt')['config'], seed=reinit_seed(cfg.seed)), dest / 'ticket.json')
+            save_json(dict(config=load_checkpoint(dirs['prune'] / FILES.ticket)['config'], seed=reinit_seed(cfg.seed)), dest / 'ticket.json')
 
 def _shared_dirs(c: dict, runs: Path, seed: int) -> dict[str, Path]:
     "The stage folders of `seed`'s shared units, by the name of their committed summary."
@@ -457,7 +457,7 @@ def _scale(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
             _scale_files(out, rows)
             for u in shared:
                 summary, d = records(u)
-                if (d / 'result.json').exists(): save_summary(d, summary)
+                if (d / FILES.result).exists(): save_summary(d, summary)
         try: done = run_units([shared, cells], scale_unit, c, runs, ex, device, done, write,
                               lambda v, s: v[1:4] == s[1:4], records)
         except GridError as e: failed.append(str(e)); done = _scale_finished(c, out)  # what finished is on disk; the next points still run
@@ -472,7 +472,7 @@ def _torchvision(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> 
     res = eb_train(cfg, runs, device=device, progress=False)
     dirs = stage_dirs(cfg, runs, create=())
     for stage in ('search', 'prune', 'retrain', 'dense'): save_summary(dirs[stage], out / stage)
-    mask = load_checkpoint(dirs['prune'] / 'mask.pt')
+    mask = load_checkpoint(dirs['prune'] / FILES.mask)
     pd.DataFrame([dict(layer=n, channels=m.numel(), kept=int(m.sum())) for n, m in mask.items()]).to_csv(out / 'channels.csv', index=False)
     save_json(run_results(res), out / 'results.json')
     return {}
@@ -572,7 +572,7 @@ def run_study(name: str,  # a key of `STUDIES`
     c = s.tiny(runs) if tiny else s.full()
     out.mkdir(parents=True, exist_ok=True)
     t0, package = time.perf_counter(), provenance()  # the code that starts is the code that runs
-    record_environment(out / 'environment.json', ex.cpus_per_job if ex.workers else None)  # each machine it ran on, once
+    record_environment(out / FILES.environment, ex.cpus_per_job if ex.workers else None)  # each machine it ran on, once
     os.environ['EB_STUDY_COMMIT'] = package['commit'] or ''  # the workers' rows record it
     try: extra = s.run(c, out, runs, ex, device) or {}
     finally: os.environ.pop('EB_STUDY_COMMIT', None)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from torch.nn.parallel import DistributedDataParallel
 from .dist import is_distributed, is_main, barrier, broadcast_flag, all_sum
 from .masking import add_bn_l1_grad
-from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write, record_environment
+from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write, record_environment, FILES
 from .models import save_model
 from .settings import Training
 from .sparse import strip_masks
@@ -89,7 +89,7 @@ class Trainer:
         self.epoch, self.history, self.stopped = start_epoch, [], False
 
     @property
-    def ckpt_path(self) -> Path | None: return self.run_dir / 'checkpoint.pt' if self.run_dir else None
+    def ckpt_path(self) -> Path | None: return self.run_dir / FILES.checkpoint if self.run_dir else None
     @property
     def done(self) -> bool: return self.stopped or self.epoch >= self.cfg.epochs
 
@@ -175,7 +175,7 @@ def log_text(history: list[dict]) -> str:
 @patch
 def write_log(self: Trainer) -> None:
     "Write the history to `run_dir/log.csv`: a view of the checkpoint's history, never a record of its own."
-    atomic_write(self.run_dir / 'log.csv', log_text(self.history).encode())
+    atomic_write(self.run_dir / FILES.log, log_text(self.history).encode())
 
 # %% ../nbs/07_train.ipynb #4e1b617a
 @patch
@@ -184,7 +184,7 @@ def fit(self: Trainer) -> list[dict]:
     if self.ckpt_path and self.ckpt_path.exists():
         self.load_state_dict(load_checkpoint(self.ckpt_path, self.device))
         self.write_log()  # the log of a run stopped between its two writes catches up with the checkpoint, before anything trains
-    if self.run_dir: save_json(dataclasses.asdict(self.cfg), self.run_dir / 'train_config.json')
+    if self.run_dir: save_json(dataclasses.asdict(self.cfg), self.run_dir / FILES.train_config)
     self._call('before_fit')
     bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc=self.desc, disable=not self.progress or not is_main(), leave=False)
     while not self.done:
@@ -238,23 +238,23 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, 
              ) -> dict:
     "Train `model` in stage folder `d` (resuming); write its weights (`model.pt`) and `result.json`. A finished stage is read, not retrained."
     d = Path(d)
-    if (d / 'result.json').exists():
-        if not (d / 'model.pt').exists() and (d / 'checkpoint.pt').exists():  # finished before model.pt was part of a stage
-            model.load_state_dict(load_checkpoint(d / 'checkpoint.pt')['model'])
-            _save_weights(model, d / 'model.pt')
+    if (d / FILES.result).exists():
+        if not (d / FILES.model).exists() and (d / FILES.checkpoint).exists():  # finished before model.pt was part of a stage
+            model.load_state_dict(load_checkpoint(d / FILES.checkpoint)['model'])
+            _save_weights(model, d / FILES.model)
             barrier()  # several processes: rank 0 wrote it before any reads it
-        return load_json(d / 'result.json')
+        return load_json(d / FILES.result)
     t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc,
                 start_epoch=start_epoch)
-    record_environment(d / 'environment.json')  # the machine that trains it (a resumed stage lists each machine once)
+    record_environment(d / FILES.environment)  # the machine that trains it (a resumed stage lists each machine once)
     t.fit()
-    _save_weights(t.model, d / 'model.pt')  # the stage's output: what later stages read, never checkpoint.pt
+    _save_weights(t.model, d / FILES.model)  # the stage's output: what later stages read, never checkpoint.pt
     res = dataclasses.asdict(StageResult(epochs=len(t.history), test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
                                          wall_s=float(sum(h['time_s'] for h in t.history)),
                                          epoch_time_s=[h['time_s'] for h in t.history]))
     for h in t.hooks: res.update(h.summary(t) if hasattr(h, 'summary') else {})
     res.update(result(t))
-    save_json(res, Path(d) / 'result.json')
+    save_json(res, Path(d) / FILES.result)
     barrier()  # on several processes: the others read what rank 0 wrote in this stage only once it is written
     return res
 
@@ -262,9 +262,9 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, 
 def check_run_folder(d: str | Path) -> int:
     "Check the invariant of run or stage folder `d` (see 'The loop'), safely beside a running writer; the epochs its log shows."
     d = Path(d)
-    finished = (d / 'result.json').exists()  # first: once it is there, nothing in the folder changes
-    log = (d / 'log.csv').read_text() if (d / 'log.csv').exists() else None  # then the view ...
-    ck = d / 'checkpoint.pt'
+    finished = (d / FILES.result).exists()  # first: once it is there, nothing in the folder changes
+    log = (d / FILES.log).read_text() if (d / FILES.log).exists() else None  # then the view ...
+    ck = d / FILES.checkpoint
     history = load_checkpoint(ck)['history'] if ck.exists() else None  # ... then the record, which can only have moved on
     if log is None:
         if finished and history is not None: raise ValueError(f"{d}: a finished stage with checkpoint.pt but no log.csv")
@@ -274,5 +274,5 @@ def check_run_folder(d: str | Path) -> int:
     if k > len(history) or log != log_text(history[:k]):
         raise ValueError(f"{d}: log.csv ({k} epochs) is not the first {k} epochs of checkpoint.pt's history ({len(history)} epochs)")
     if finished and k != len(history): raise ValueError(f"{d}: finished, but log.csv holds {k} of the {len(history)} checkpointed epochs")
-    if finished and not (d / 'model.pt').exists(): raise ValueError(f"{d}: result.json without model.pt")
+    if finished and not (d / FILES.model).exists(): raise ValueError(f"{d}: result.json without model.pt")
     return k
