@@ -49,13 +49,19 @@ def same_results(out: Path, reference: pd.DataFrame):
     pd.testing.assert_frame_equal(got.drop(columns=TIMINGS), reference.drop(columns=TIMINGS))
 
 
+# Ray starts its workers at niceness 15, so any CPU-bound process beside them (the other process of `pytest -n 2`, or
+# anything else on the machine) takes nearly all their CPU: under load a grid of seconds took over 600 s. At niceness 0
+# they get their fair share, and how long the grid takes no longer depends on what else runs.
+FAIR = {'OMP_NUM_THREADS': '1', 'RAY_worker_niceness': '0'}
+
+
 def started(out: Path, *args, env=None):
     """The grid's command line, started in the background; its output goes to a file beside `out` (no pipe to fill)."""
     exe = str(Path(sys.executable).with_name('eb-study'))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f'{out.name}.out', 'w') as log:
         return subprocess.Popen([exe, *cli_args(out), *args], stdout=log, stderr=subprocess.STDOUT, text=True,
-                                env={**(env or os.environ), 'OMP_NUM_THREADS': '1'})
+                                env={**(env or os.environ), **FAIR})
 
 
 def finish(proc, out: Path, timeout=600) -> str:
