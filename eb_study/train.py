@@ -4,7 +4,9 @@
 
 # %% ../nbs/07_train.ipynb #08b54a21
 from __future__ import annotations
-import dataclasses, math, time
+import contextlib, dataclasses, math, time
+try: import fcntl  # POSIX file locks: one process trains a stage (`stage_lock`)
+except ImportError: fcntl = None
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -20,8 +22,8 @@ from .settings import Training
 from .sparse import strip_masks
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'resolve_device', 'StageResult', 'fit_stage',
-           'check_run_folder']
+__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'resolve_device', 'StageResult', 'stage_lock',
+           'fit_stage', 'check_run_folder']
 
 # %% ../nbs/07_train.ipynb #31f36685
 @dataclass
@@ -230,31 +232,46 @@ class StageResult:
     wall_s: float  # training time of all its epochs, evaluation excluded
     epoch_time_s: list[float]  # training time of each epoch
 
+@contextlib.contextmanager
+def stage_lock(d: Path):
+    "Hold an exclusive lock on stage folder `d` (its `.lock`, released by the OS when the process ends, however it ends)."
+    if fcntl is None or is_distributed(): yield; return  # no POSIX locks here; or the ranks of one job, which train a stage together
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / '.lock', 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # a second process of the same stage waits here
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+def _finished(d: Path, model: nn.Module) -> dict:
+    "The result of the finished stage in `d` (writing `model.pt` for a stage finished before it was part of one)."
+    if not (d / FILES.model).exists() and (d / FILES.checkpoint).exists():
+        model.load_state_dict(load_checkpoint(d / FILES.checkpoint)['model'])
+        _save_weights(model, d / FILES.model)
+        barrier()  # several processes: rank 0 wrote it before any reads it
+    return load_json(d / FILES.result)
+
 def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, result.json
               model: nn.Module, loaders,  # the network, and its (train, test) loaders
               cfg: TrainConfig, device='cpu', hooks=(), progress: bool = True, desc: str = 'train',
               result=lambda t: {},  # the stage's own entries of result.json, from the finished `Trainer`
               start_epoch: int = 0,  # start the schedule at this epoch (a continued schedule)
              ) -> dict:
-    "Train `model` in stage folder `d` (resuming); write its weights (`model.pt`) and `result.json`. A finished stage is read, not retrained."
+    "Train `model` in stage folder `d` (resuming); write its weights (`model.pt`) and `result.json`. A finished stage is read, not retrained; one being trained by another process is waited for, then read."
     d = Path(d)
-    if (d / FILES.result).exists():
-        if not (d / FILES.model).exists() and (d / FILES.checkpoint).exists():  # finished before model.pt was part of a stage
-            model.load_state_dict(load_checkpoint(d / FILES.checkpoint)['model'])
-            _save_weights(model, d / FILES.model)
-            barrier()  # several processes: rank 0 wrote it before any reads it
-        return load_json(d / FILES.result)
-    t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc,
-                start_epoch=start_epoch)
-    record_environment(d / FILES.environment)  # the machine that trains it (a resumed stage lists each machine once)
-    t.fit()
-    _save_weights(t.model, d / FILES.model)  # the stage's output: what later stages read, never checkpoint.pt
-    res = dataclasses.asdict(StageResult(epochs=len(t.history), test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
-                                         wall_s=float(sum(h['time_s'] for h in t.history)),
-                                         epoch_time_s=[h['time_s'] for h in t.history]))
-    for h in t.hooks: res.update(h.summary(t) if hasattr(h, 'summary') else {})
-    res.update(result(t))
-    save_json(res, Path(d) / FILES.result)
+    if (d / FILES.result).exists(): return _finished(d, model)
+    with stage_lock(d):
+        if (d / FILES.result).exists(): return _finished(d, model)  # another process trained it while this one waited
+        t = Trainer(model, *loaders, cfg, hooks=hooks, run_dir=d, device=resolve_device(device), progress=progress, desc=desc,
+                    start_epoch=start_epoch)
+        record_environment(d / FILES.environment)  # the machine that trains it (a resumed stage lists each machine once)
+        t.fit()
+        _save_weights(t.model, d / FILES.model)  # the stage's output: what later stages read, never checkpoint.pt
+        res = dataclasses.asdict(StageResult(epochs=len(t.history), test_acc=t.history[-1]['test_acc'], bits=cfg.bits,
+                                             wall_s=float(sum(h['time_s'] for h in t.history)),
+                                             epoch_time_s=[h['time_s'] for h in t.history]))
+        for h in t.hooks: res.update(h.summary(t) if hasattr(h, 'summary') else {})
+        res.update(result(t))
+        save_json(res, d / FILES.result)
     barrier()  # on several processes: the others read what rank 0 wrote in this stage only once it is written
     return res
 
