@@ -12,8 +12,8 @@ from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, 
 from .settings import Settings
 from .report import summary, table2, rethink_report
 from .studies import STUDIES, list_studies, run_study
-from .compare import CompareGrid, GRID_FIELDS, METHODS, PROTOCOLS
-from .executors import ExecutorConfig, GridError, run_grid
+from .compare import CompareGrid, GRID_FIELDS, METHODS, PROTOCOLS, compare
+from .executors import ExecutorConfig, GridError
 from .dist import init_distributed, is_main, launched
 from .train import resolve_device
 
@@ -99,8 +99,8 @@ def rethink_command(cfg: RethinkConfig, grid: RethinkGrid, out=None, device='aut
 def compare_command(cfg: EBConfig, grid: CompareGrid, ex: ExecutorConfig = ExecutorConfig(), out=None, device='auto',
                     quiet=False, download=False):
     "Run the Table 2 comparison of `grid`'s methods under the recipe `cfg`, its jobs on `ex`; print the table in the paper's layout."
-    df = run_grid(cfg, grid, out, ex, device, progress=not quiet and sys.stderr.isatty(), download=download,
-                  log=lambda line: print(line, flush=True))
+    df = compare(cfg, grid, out, device, progress=not quiet and sys.stderr.isatty(), download=download, ex=ex,
+                 log=lambda line: print(line, flush=True))
     print(table2(df, order=METHODS).to_string())
     if grid.protocol == 'paper': print(f"retraining, the paper's protocol (T = {cfg.epochs}): {PROTOCOLS['paper']}")
     else: print(f"retraining, the recipe's: {cfg.retrain_epochs or cfg.epochs} epochs, a fresh schedule, for every method"

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_compare.ipynb #0c5bd4d5
 from __future__ import annotations
-import dataclasses, statistics
+import dataclasses, json, statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,11 +24,12 @@ from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
 from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, stage_spec, stage_dir, FILES
 from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
+from .executors import ExecutorConfig, pool_for, run_phases
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'COLUMNS', 'CompareGrid', 'Cells', 'channel_seed',
            'random_widths_mask', 'lt_dirs', 'snip_batch', 'Method', 'Job', 'grid_jobs', 'cell_dir', 'run_job',
-           'write_results', 'compare', 'draw_at']
+           'write_results', 'grid_context', 'grid_job', 'compare', 'draw_at']
 
 # %% ../nbs/14_compare.ipynb #417dcffa
 @dataclass
@@ -315,17 +316,36 @@ def write_results(rows: list[dict], cfg: EBConfig, grid: CompareGrid, root: Path
     save_json(dict(recipe=dataclasses.asdict(cfg), grid=dataclasses.asdict(grid)), Path(root) / 'compare.json')
     return df
 
+_CONTEXTS: dict = {}  # a process's comparison contexts: the data and loaders are built once per process
+
+def grid_context(cfg: EBConfig, grid: CompareGrid, root: str | Path, device='cpu', progress=False, download=False) -> Cells:
+    "The comparison context of (`cfg`, `grid`) in `root` for this process, built on first use."
+    key = json.dumps([dataclasses.asdict(cfg), dataclasses.asdict(grid), str(root), str(resolve_device(device))], default=str)
+    if key not in _CONTEXTS: _CONTEXTS[key] = Cells(cfg, grid, Path(root), device, progress, download)
+    _CONTEXTS[key].progress = progress
+    return _CONTEXTS[key]
+
+def grid_job(cfg: EBConfig, grid: CompareGrid, root: str, job: Job, device: str = 'auto', progress: bool = False) -> dict | None:
+    "Run one job of a comparison in this process (a worker or the caller): its context from the recipe, then `run_job`."
+    return run_job(grid_context(cfg, grid, root, device, progress), job)
+
 def compare(cfg: EBConfig,  # the recipe: data, model, schedule, EB search and retraining settings
             grid: CompareGrid = CompareGrid(),  # methods, ratios, seeds
-            root: str | Path | None = None,  # where the stage folders and results.csv go (default: runs/compare)
-            device: str = 'auto', progress: bool = False, download: bool = False) -> pd.DataFrame:
-    "Run every job of `grid` under the recipe `cfg` in this process, shared stages first; write and return `results.csv`."
-    root = Path('runs/compare' if root is None else root)
-    cells = Cells(cfg, grid, root, device, progress, download)
-    shared, jobs = grid_jobs(grid)
-    for job in shared: run_job(cells, job)
-    return write_results([run_job(cells, job) for job in jobs], cfg, grid, root)
-
+            root: str | Path | None = None,  # where the stage folders and results.csv go (default: runs/compare); every worker sees it
+            device: str = 'auto',  # each job's device ('auto': the GPU its scheduler gave it, if any)
+            progress: bool = False, download: bool = False,
+            ex: ExecutorConfig = ExecutorConfig(),  # where the jobs run (default: one after another in this process)
+            log: Callable[[str], None] = lambda line: None,  # called with a line as each job ends
+           ) -> pd.DataFrame:
+    "Run every job of `grid` under the recipe `cfg` on `ex` (the one runner, `run_phases`), shared stages first; write and return `results.csv`."
+    root = Path('runs/compare' if root is None else root).absolute()
+    inline = ex.executor == 'local' and ex.workers is None
+    if inline: resolve_device(device)  # the jobs run here: the device must exist here (a worker may have a GPU this process lacks)
+    grid_context(cfg, grid, root, 'cpu', download=download)  # the recipe, data and model are valid; any download happens once, here
+    shared, cells = grid_jobs(grid)
+    with pool_for(ex, root) as pool:  # (in this process the jobs show progress bars; elsewhere they read the data downloaded here)
+        rows = run_phases(pool, [shared, cells], grid_job, lambda job: (cfg, grid, str(root), job, device, progress and inline), log=log)
+    return write_results([rows[job] for job in cells], cfg, grid, root)
 
 # %% ../nbs/14_compare.ipynb #58e34b43
 def draw_at(cells: Cells, seed: int, ratio: float, epoch: int, **kw) -> dict:

@@ -4,17 +4,14 @@
 
 # %% ../nbs/14a_executors.ipynb #4b4621e3
 from __future__ import annotations
-import math, re, shutil
+import contextlib, math, re, shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-import pandas as pd
-from .compare import CompareGrid, Cells, Job, compare, grid_jobs, run_job, write_results
-from .ebtrain import EBConfig
+from typing import Callable, Iterator
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'ExecutorConfig', 'grid_job', 'Resumable', 'RayPool', 'SlurmPool', 'LocalPool', 'InlinePool', 'open_pool',
-           'GridError', 'run_grid']
+__all__ = ['EXECUTORS', 'ExecutorConfig', 'Resumable', 'RayPool', 'SlurmPool', 'LocalPool', 'InlinePool', 'open_pool',
+           'GridError', 'pool_for', 'run_phases']
 
 # %% ../nbs/14a_executors.ipynb #27b51464
 EXECUTORS = ('local', 'ray', 'slurm')
@@ -45,13 +42,9 @@ class ExecutorConfig:
             raise ValueError(f"slurm_cluster must be none, 'slurm', 'local' or 'debug', got {self.slurm_cluster!r}")
 
 # %% ../nbs/14a_executors.ipynb #eb427f01
-def grid_job(cfg: EBConfig, grid: CompareGrid, root: str, job: Job, device: str = 'auto', download: bool = False) -> dict | None:
-    "Run one job of a comparison in this process (a worker): its context built from the recipe, then `run_job`."
-    return run_job(Cells(cfg, grid, Path(root), device, download=download), job)
-
 class Resumable:
-    "A job function (default `grid_job`) as submitit's checkpointable callable: a pre-empted or timed-out job is requeued with the same arguments."
-    def __init__(self, fn=grid_job): self.fn = fn
+    "A job function as submitit's checkpointable callable: a pre-empted or timed-out job is requeued with the same arguments."
+    def __init__(self, fn: Callable): self.fn = fn
     def __call__(self, *args): return self.fn(*args)
     def checkpoint(self, *args):
         from submitit.helpers import DelayedSubmission
@@ -133,10 +126,6 @@ class LocalPool:
 
     def close(self): self.pool.shutdown(cancel_futures=True)
 
-def _run(pool, jobs: list[Job], args: tuple):
-    "A grid's `jobs` on `pool`: `grid_job` with the grid's arguments `args`, each job in its place."
-    return pool.map(grid_job, {job: (*args[:3], job, *args[3:]) for job in jobs})
-
 class InlinePool:
     "Jobs one after another in this process, with all its threads (`--executor local` without `--workers`)."
     def map(self, fn, calls: dict) -> Iterator[tuple[object, object, BaseException | None]]:
@@ -152,41 +141,50 @@ def open_pool(ex: ExecutorConfig, root: Path):
 
 # %% ../nbs/14a_executors.ipynb #69502b9f
 class GridError(RuntimeError):
-    "Some jobs of a grid failed (the others finished and are kept: run the grid again to retry the failed ones)."
+    "Some units of a grid or study failed (the others finished and are kept: run it again to retry the failed ones)."
 
 def _reason(err: BaseException) -> str:
     "The last `SomeError: message` line of `err` (a remote job's error arrives as text with its traceback)."
     lines = [l.strip() for l in str(err).splitlines() if re.match(r'\s*[\w.]+(Error|Exception|Interrupt)\b', l)]
     return (lines[-1] if lines else f"{type(err).__name__}: {str(err).strip()}")[:400]
 
-def _run_phase(pool, jobs: list[Job], args: tuple, log) -> dict[Job, dict | None]:
-    out, failed = {}, []
-    for i, (job, res, err) in enumerate(_run(pool, jobs, args), 1):
-        if err is not None: failed.append(f"{job}: {_reason(err)}")
-        else: out[job] = res
-        log(f"[{i}/{len(jobs)}] {job}: " + ('FAILED' if err is not None else 'done' if res is None else f"acc {100 * res['acc']:.2f}%"))
-    if failed:
-        raise GridError(f"{len(failed)} of {len(jobs)} jobs failed (the others are kept; run the grid again to retry):\n  "
-                        + '\n  '.join(failed))
-    return out
-
-def run_grid(cfg: EBConfig,  # the recipe
-             grid: CompareGrid = CompareGrid(),  # methods, ratios, seeds
-             root: str | Path | None = None,  # the run folder every worker sees (default: runs/compare)
-             ex: ExecutorConfig = ExecutorConfig(),  # where the jobs run
-             device: str = 'auto',  # each job's device ('auto': the GPU its scheduler gave it, if any)
-             progress: bool = False, download: bool = False,
-             log=print,  # called with a line as each job ends
-            ) -> pd.DataFrame:
-    "Run the Table 2 comparison `grid` with its jobs on `ex`; write and return `results.csv` (the same as `compare`'s)."
-    if ex.executor == 'local' and (ex.workers or 1) == 1: return compare(cfg, grid, root, device, progress, download)
-    root = Path('runs/compare' if root is None else root).absolute()
-    Cells(cfg, grid, root, 'cpu', download=download)  # the recipe, data and model are valid; any download happens once, here
+@contextlib.contextmanager
+def pool_for(ex: ExecutorConfig, root: Path):
+    "The pool `ex` names, open for the duration of a `with` block."
     pool = open_pool(ex, root)
-    args = (cfg, grid, str(root), device, False)  # the data is on disk now: no job downloads
-    try:
-        shared, cells = grid_jobs(grid)
-        _run_phase(pool, shared, args, log)
-        rows = _run_phase(pool, cells, args, log)
+    try: yield pool
     finally: pool.close()
-    return write_results([rows[job] for job in cells], cfg, grid, root)
+
+def _ended(res) -> str:
+    return f"acc {100 * res['acc']:.2f}%" if isinstance(res, dict) and 'acc' in res else 'done'
+
+def run_phases(pool, phases: list[list],  # the units, phase by phase; a unit is any hashable description of a job
+               fn: Callable,  # the job function, importable by a worker (module level)
+               call: Callable[[object], tuple],  # a unit -> `fn`'s arguments
+               done: dict | None = None,  # unit -> its result, finished before (read back from committed results)
+               write: Callable[[dict], None] = lambda results: None,  # called with every result so far, as each unit ends
+               needs: Callable[[object, object], bool] = lambda later, earlier: True,  # whether `later` starts from `earlier`'s output
+               stale: Callable[[list], list] | None = None,  # after a phase: the finished units its rerun units made stale
+               log: Callable[[str], None] = print, noun: str = 'jobs',
+              ) -> dict:
+    "Run `fn(*call(unit))` for every unit of every phase not in `done`, on `pool`, phase by phase; every unit's result (None ones left out)."
+    results, failed, skipped, first, ran = dict(done or {}), {}, [], None, 0
+    for k, phase in enumerate(phases):
+        todo = [u for u in phase if u not in results]
+        cut = [u for u in todo if any(needs(u, f) for f in failed)]
+        skipped += cut
+        todo = [u for u in todo if u not in cut]
+        for i, (u, res, err) in enumerate(pool.map(fn, {u: call(u) for u in todo}), 1):
+            ran += 1
+            if err is not None: failed[u], first = _reason(err), first or err
+            elif res is not None: results[u] = res; write(results)
+            log(f"[{i}/{len(todo)}] {u}: {'FAILED' if err is not None else _ended(res)}")
+        if stale and k < len(phases) - 1:
+            old = [v for v in stale([u for u in todo if u not in failed]) if v in results]
+            for v in old: del results[v]
+            if old: write(results)
+    if failed or skipped:
+        lines = [f"{u}: {why}" for u, why in failed.items()] + [f"{u}: not run, a stage it starts from failed" for u in skipped]
+        raise GridError(f"{len(failed)} of {ran} {noun} failed" + (f" and {len(skipped)} could not run" if skipped else '')
+                        + " (the others are kept; run again to retry):\n  " + '\n  '.join(lines)) from first
+    return results

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 import pandas as pd
 from .data import load_data, get_loaders
 from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage, ticket_key
@@ -15,10 +16,12 @@ from .masking import check_ratio
 from .settings import Settings, Data, Model, Training, Ticket, Retraining
 from .store import atomic_write, save_json, load_json, stage_spec, stage_dir, FILES
 from .train import resolve_device
+from .executors import ExecutorConfig, pool_for, run_phases
 
 # %% auto #0
 __all__ = ['STARTS', 'BUDGETS', 'RETHINK_PRUNINGS', 'COLUMNS', 'retrain_epochs', 'Budget', 'RethinkConfig', 'RethinkGrid',
-           'cell_config', 'prune_dir', 'retrain_dir', 'ticket_chain', 'retrain_ticket', 'run_folder', 'compare']
+           'cell_config', 'prune_dir', 'retrain_dir', 'ticket_chain', 'retrain_ticket', 'run_folder', 'RethinkJob',
+           'dense_unit', 'cell_rows', 'rethink_job', 'compare']
 
 # %% ../nbs/12_rethinking.ipynb #22acc94b
 STARTS = ('rewind', 'random')  # the starting points compared: the winning ticket (θ0 on the kept weights) and a random re-initialisation
@@ -125,30 +128,63 @@ def run_folder(out: str | Path | None = None) -> Path:
     "`out`, or `runs/rethinking`: the stage folders, `rethink.csv` and `rethink.json` of a comparison."
     return Path('runs/rethinking' if out is None else out)
 
+# %% ../nbs/12_rethinking.ipynb #1c3dfc68
+@dataclass(frozen=True)
+class RethinkJob:
+    "A unit of the comparison: the dense network of (`seed`, `lr`), or a (`pruning`, `ratio`) cell retrained from both starts."
+    seed: int
+    lr: float
+    pruning: str | None = None
+    ratio: float | None = None
+    def __str__(self):
+        return f"dense seed {self.seed} lr {self.lr:g}" if self.pruning is None else f"{self.pruning} p={self.ratio:g} seed {self.seed} lr {self.lr:g}"
+
+_DATA: dict = {}  # a process's data, by dataset name or path: loaded once per process
+
+def _loaders(cfg: RethinkConfig, seed: int, device, download=False):
+    if cfg.dataset not in _DATA: _DATA[cfg.dataset] = load_data(cfg.dataset, download=download)
+    data = _DATA[cfg.dataset]
+    return data, get_loaders(data, batch_size=cfg.batch_size, device=device, seed=seed)
+
+def dense_unit(cfg: RethinkConfig, seed: int, lr: float, root: Path, device, progress=False, epochs: int | None = None) -> dict:
+    "The dense network of (`seed`, `lr`), trained for `epochs` (default: the recipe's); its stage result."
+    recipe = Recipe.of(cfg, seed=seed, lr=lr, epochs=epochs or cfg.epochs)
+    data, loaders = _loaders(cfg, seed, device)
+    return dense_stage(recipe, data, loaders, dense_dir(recipe, root), device, progress)
+
+def cell_rows(cfg: RethinkConfig, pruning: str, ratio: float, seed: int, lr: float, root: Path, device, progress=False) -> list[dict]:
+    "One cell: the dense network of (`seed`, `lr`) pruned at `ratio` by `pruning`, retrained from each start; a row each."
+    dense, (data, loaders) = dense_unit(cfg, seed, lr, root, device, progress), _loaders(cfg, seed, device)
+    return [dict(pruning=pruning, ratio=ratio, lr=lr, init=init, seed=seed, dense_acc=dense['test_acc'],
+                 **retrain_ticket(cfg, ticket_chain(cfg, pruning, ratio, init, seed, lr, data, loaders, root, device, progress),
+                                  seed, lr, loaders, root, device, progress)) for init in STARTS]
+
+def rethink_job(cfg: RethinkConfig, root: str, job: RethinkJob, device='auto', progress=False) -> list[dict] | None:
+    "Run one unit of the comparison in this process (a worker or the caller): None for a dense network, a cell's rows."
+    device = resolve_device(device)
+    if job.pruning is None: dense_unit(cfg, job.seed, job.lr, Path(root), device, progress); return None
+    return cell_rows(cfg, job.pruning, job.ratio, job.seed, job.lr, Path(root), device, progress)
+
 # %% ../nbs/12_rethinking.ipynb #f5ad27f3
 def compare(cfg: RethinkConfig,  # the recipe
             grid: RethinkGrid = RethinkGrid(),  # prunings, ratios, learning rates, seeds
             out: str | Path | None = None,  # the run folder (default: `run_folder()`); may be shared with `eb-study compare`
             device: str = 'auto', progress: bool = False,
             download: bool = False,  # let torchvision download CIFAR if it is not on disk
+            ex: ExecutorConfig = ExecutorConfig(),  # where the units run (default: one after another in this process)
+            log: Callable[[str], None] = lambda line: None,  # called with a line as each unit ends
            ) -> pd.DataFrame:
-    "Liu et al.'s comparison: winning ticket vs random re-initialisation for each pruning, ratio, lr and seed."
-    out, device = run_folder(out), resolve_device(device)
-    data = load_data(cfg.dataset, download=download)  # validates before anything is written
+    "Liu et al.'s comparison, through the one runner: the dense networks, then every cell; winning ticket vs random re-initialisation."
+    out, inline = run_folder(out).absolute(), ex.executor == 'local' and ex.workers is None
+    if inline: resolve_device(device)  # the units run here: the device must exist here
+    data, _ = _loaders(cfg, grid.seeds[0], 'cpu', download)  # validates before anything is written; any download happens here
     get_model(cfg.arch, data.num_classes, cfg.width)  # and the network can be built
-    rows = []
-    for seed in grid.seeds:
-        loaders = get_loaders(data, batch_size=cfg.batch_size, device=device, seed=seed)
-        for lr in grid.lrs:
-            recipe = Recipe.of(cfg, seed=seed, lr=lr)
-            dense = dense_stage(recipe, data, loaders, dense_dir(recipe, out), device, progress)
-            for pruning in grid.prunings:
-                for ratio in grid.ratios:
-                    for init in STARTS:
-                        d = ticket_chain(cfg, pruning, ratio, init, seed, lr, data, loaders, out, device, progress)
-                        rows.append(dict(pruning=pruning, ratio=ratio, lr=lr, init=init, seed=seed, dense_acc=dense['test_acc'],
-                                         **retrain_ticket(cfg, d, seed, lr, loaders, out, device, progress)))
-    df = pd.DataFrame(rows)[COLUMNS]
+    dense = [RethinkJob(s, lr) for s in grid.seeds for lr in grid.lrs]
+    cells = [RethinkJob(s, lr, p, r) for s in grid.seeds for lr in grid.lrs for p in grid.prunings for r in grid.ratios]
+    with pool_for(ex, out) as pool:
+        res = run_phases(pool, [dense, cells], rethink_job, lambda job: (cfg, str(out), job, device, progress and inline),
+                         needs=lambda later, earlier: (later.seed, later.lr) == (earlier.seed, earlier.lr), log=log, noun='units')
+    df = pd.DataFrame([r for job in cells for r in res[job]])[COLUMNS]
     atomic_write(out / 'rethink.csv', df.to_csv(index=False).encode())
     save_json(dict(recipe=dataclasses.asdict(cfg), grid=dataclasses.asdict(grid)), out / 'rethink.json')
     return df

@@ -16,13 +16,13 @@ from .cost import stage_hooks
 from .data import load_data, get_loaders, head_npz, cifar10_subset
 from .ebtrain import EBConfig, Recipe, dense_dir, dense_stage, eb_train, search_stage, stage_dirs
 from .report import save_summary, summary, RecordScales, Snapshot
-from .executors import ExecutorConfig, GridError, open_pool, _reason
+from .executors import ExecutorConfig, GridError, pool_for, run_phases
 from .masking import channel_mask
 from .models import build_model
-from .rethinking import RethinkConfig, RethinkGrid, STARTS, COLUMNS as RETHINK_COLUMNS, compare as rethink_compare
+from .rethinking import RethinkConfig, STARTS, COLUMNS as RETHINK_COLUMNS, cell_rows, dense_unit
 from .retrain import make_ticket, reinit_seed
 from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, record_environment, environment, _jsonable, FILES
-from .train import TrainConfig, fit_stage
+from .train import TrainConfig, fit_stage, resolve_device
 
 # %% auto #0
 __all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'SCALE_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data',
@@ -88,31 +88,17 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
               needs: Callable[[tuple, tuple], bool] = lambda later, earlier: True,  # whether a unit starts from an earlier phase's unit
               records: Callable[[tuple], tuple[Path, Path]] | None = None,  # a shared unit's committed summary and stage folder
              ) -> dict:
-    "Run the units of a study not in `done` on `ex`'s pool, phase by phase, writing the results as each ends; every unit's rows."
-    rows, failed, lost, pool = dict(done), {}, [], open_pool(ex, runs)
+    "Run the units of a study not in `done` on `ex`'s pool through the one runner (`run_phases`), writing the results as each ends; every unit's rows."
     committed = {u: logged(records(u)[0]) for phase in phases[:-1] for u in phase} if records else {}  # before anything runs
-    try:
-        for k, phase in enumerate(phases):
-            phase = [u for u in phase if u not in rows]
-            blocked = [u for u in phase if any(needs(u, f) for f in failed)]  # their shared stage failed: not run
-            lost += [f"{u}: not run, a stage it starts from failed" for u in blocked]
-            phase = [u for u in phase if u not in blocked]
-            for i, (u, res, err) in enumerate(pool.map(fn, {u: (c, str(runs), device, *u) for u in phase}), 1):
-                if err is not None: failed[u] = _reason(err)
-                elif res is not None: rows[u] = res; write(rows)
-                print(f"[{i}/{len(phase)}] {u}: {'FAILED' if err else 'done'}", flush=True)
-            if committed and k < len(phases) - 1:  # a shared stage that trained unlike its committed log: what started from it is stale
-                changed = [u for u in phase if u not in failed and logged(records(u)[1]) != committed[u]]
-                stale = [v for v in rows if v in done and any(needs(v, u) for u in changed)]
-                for v in stale: del rows[v]
-                if stale:
-                    print(f"{len(stale)} finished rows start from a shared stage that reran unlike its committed record "
-                          f"({', '.join(map(str, changed))}: another machine, or none committed): they run again", flush=True)
-                    write(rows)
-    finally: pool.close()
-    lost = [f"{u}: {why}" for u, why in failed.items()] + lost
-    if lost: raise GridError(f"{len(lost)} units failed or could not run (the others are kept; run the study again to retry):\n  " + '\n  '.join(lost))
-    return rows
+    def stale(ran: list) -> list:  # a shared stage that trained unlike its committed log: what started from it is stale
+        changed = [u for u in ran if u in committed and logged(records(u)[1]) != committed[u]]
+        old = [v for v in done if any(needs(v, u) for u in changed)]
+        if old: print(f"{len(old)} finished rows start from a shared stage that reran unlike its committed record "
+                      f"({', '.join(map(str, changed))}: another machine, or none committed): they run again", flush=True)
+        return old
+    with pool_for(ex, runs) as pool:
+        return run_phases(pool, phases, fn, lambda u: (c, str(runs), device, *u), done, write, needs,
+                          stale if records else None, log=lambda line: print(line, flush=True), noun='units')
 
 def logged(summary: Path) -> str | None:
     "A committed stage summary's log without its timings: what the same code reproduces exactly on the same machine (None: none)."
@@ -159,16 +145,11 @@ def _data(dataset: str):
 def rethink_unit(c: dict, runs: str, device: str, kind: str, seed: int, lr: float, grid: str | None = None,
                  ratio: float | None = None, epochs: int | None = None) -> list[dict] | None:
     "One unit of the rethinking study: a dense network (None), or one (grid, seed, lr, ratio) cell's rows, both starting points."
-    cfg, runs = c['recipe'], Path(runs)
-    if kind == 'dense':
-        recipe = Recipe.of(cfg, seed=seed, lr=lr, epochs=epochs or cfg.epochs)
-        data = _data(cfg.dataset)
-        dense_stage(recipe, data, get_loaders(data, batch_size=cfg.batch_size, device=device, seed=seed), dense_dir(recipe, runs), device, False)
-        return None
+    cfg, runs, device = c['recipe'], Path(runs), resolve_device(device)
+    if kind == 'dense': dense_unit(cfg, seed, lr, runs, device, epochs=epochs); return None
     g = c['grids'][grid]
-    df = rethink_compare(dataclasses.replace(cfg, budget=g['budget']), RethinkGrid(g['prunings'], (ratio,), (lr,), (seed,)),
-                         runs, device)  # (it also writes the cell's own rethink.csv there: not the study's results)
-    return [dict(r, grid=grid, budget=g['budget'], study=study_key(c), commit=package_commit()) for r in df.to_dict('records')]
+    rows = [r for p in g['prunings'] for r in cell_rows(dataclasses.replace(cfg, budget=g['budget']), p, ratio, seed, lr, runs, device)]
+    return [dict(r, grid=grid, budget=g['budget'], study=study_key(c), commit=package_commit()) for r in rows]
 
 def rethink_units(c: dict) -> list[list[tuple]]:
     "The rethinking study's units in two phases: the dense networks (and the convergence check's), then the cells."

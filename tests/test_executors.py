@@ -124,7 +124,7 @@ def test_slurm_path_with_submitits_local_executor_survives_a_preemption(tmp_path
     retrain = next(out.glob('retrain-*'))
     (retrain / 'result.json').unlink(); (retrain / 'checkpoint.pt').write_bytes(b'not a checkpoint')
     r = run_script('eb-study', *cli_args(out), '--executor', 'slurm', '--slurm-cluster', 'local', check=False)
-    clean_error(r, '1 of 4 jobs failed', 'is corrupt or truncated', 'eb p=0.')
+    clean_error(r, '1 of 6 jobs failed', 'is corrupt or truncated', 'eb p=0.')   # the 2 shared jobs and 4 cells ran again
     assert len(list(out.glob('cell-*/row.json'))) == 3                  # the other cells are kept
     (retrain / 'checkpoint.pt').unlink()                                # as the message says: delete it, run again
     r = run_script('eb-study', *cli_args(out), '--executor', 'slurm', '--slurm-cluster', 'local')
