@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from eb_study.compare import CompareGrid, compare
 from eb_study.ebtrain import EBConfig
-from eb_study.executors import ExecutorConfig, run_grid
+from eb_study.executors import ExecutorConfig
 
 data, out_json = sys.argv[1], Path(sys.argv[2])
 epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 20
@@ -18,7 +18,7 @@ grid = CompareGrid(methods=('eb', 'eb-reinit', 'ns', 'lt', 'snip', 'thinet'), ra
 root = Path(tempfile.mkdtemp())
 t = time.perf_counter(); seq = compare(recipe, grid, root / 'sequential', device='cuda'); t_seq = time.perf_counter() - t
 ex = ExecutorConfig('slurm', slurm_cluster='local', gpus_per_job=1, cpus_per_job=2)
-t = time.perf_counter(); par = run_grid(recipe, grid, root / 'jobs', ex, device='cuda', log=lambda l: None)
+t = time.perf_counter(); par = compare(recipe, grid, root / 'jobs', device='cuda', ex=ex)
 t_par = time.perf_counter() - t
 timings = ['wall_s', 'energy_j', 'epoch_s', 'epoch_s_dense']
 same = seq.drop(columns=timings).equals(par.drop(columns=timings))
