@@ -14,14 +14,14 @@ from .cost import stage_hooks
 from .data import load_data, get_loaders
 from .cost import stage_cost, total
 from .ebtrain import (EBConfig, Recipe, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
-                              ns_stages, oneshot_stage, stage_dirs, drawn_ticket, ticket_key)
+                              ns_stages, oneshot_stage, stage_dirs, stage_folder, drawn_ticket)
 from .masking import channel_mask, check_ratio
 from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask
 from .settings import Ticket, Retraining
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
-from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, stage_spec, stage_dir, FILES
+from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, FILES
 from .thinet import thinet_mask
 from .train import fit_stage, resolve_device
 from .executors import ExecutorConfig, pool_for, run_phases
@@ -153,7 +153,7 @@ def _eb_random(cells: Cells, seed: int, ratio: float) -> dict:
     eb_prune = stage_dirs(cfg, cells.root, create=('prune',))['prune']
     prune_stage(cfg, cells.data, d, eb_prune)  # the EB ticket's pruning (shared with `eb`): its rounded per-layer widths
     eb_mask = load_checkpoint(eb_prune / FILES.mask)
-    dp = stage_dir(cells.root, stage_spec('random-prune', Ticket.of(cfg), parent=d, channels=f'random, seed {channel_seed(0)}+seed'))
+    dp = stage_folder('random-prune', cfg, cells.root, d, channels=f'random, seed {channel_seed(0)}+seed')
     if not (dp / FILES.drawn).exists():
         eb_ck = load_checkpoint(d / FILES.eb_ticket(ratio))
         save_checkpoint({**eb_ck, 'mask': random_widths_mask(eb_mask, channel_seed(seed))}, dp / FILES.drawn)
@@ -161,7 +161,7 @@ def _eb_random(cells: Cells, seed: int, ratio: float) -> dict:
     kept = lambda m: {k: int(v.sum()) for k, v in m.items()}
     if kept(load_checkpoint(dp / FILES.mask)) != kept(eb_mask):
         raise RuntimeError(f"the random-channel ticket in {dp} does not keep the EB ticket's layer widths")  # coupled layers would
-    dr = stage_dir(cells.root, stage_spec('retrain', Retraining.of(cfg), parent=dp))
+    dr = stage_folder('retrain', cfg, cells.root, dp)
     res = retrain_stage(cfg, cells.loaders(seed), dp, dr, cells.device, cells.progress)
     costs = [stage_cost(search, prune['eb_epoch'] or search['epochs'], cells.n_train, cells.step_dense),
              cells.cost(res, prune['step_flops_after'])]
@@ -180,8 +180,8 @@ def _masked_training(cells: Cells, seed: int, d: Path, net, desc: str) -> tuple[
 def lt_dirs(cells: Cells, seed: int, ratio: float) -> tuple[Path, Path]:
     "The folders of the lottery ticket of `seed` at `ratio`: its one-shot pruning and its retraining."
     cfg = cells.config(seed, ratio, init='rewind')
-    dp = stage_dir(cells.root, stage_spec('oneshot', Ticket.of(cfg), parent=dense_dir(cfg, cells.root), pruning='unstructured', **ticket_key(Ticket.of(cfg))))
-    return dp, stage_dir(cells.root, stage_spec('retrain', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))
+    dp = stage_folder('oneshot', cfg, cells.root, dense_dir(cfg, cells.root), pruning='unstructured')
+    return dp, stage_folder('finetune', cfg, cells.root, dp)
 
 def _lt(cells: Cells, seed: int, ratio: float) -> dict:
     "The lottery ticket: dense training, global magnitude pruning of the conv weights, rewind to θ0, retraining."
@@ -205,7 +205,7 @@ def snip_batch(cells: Cells, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _snip(cells: Cells, seed: int, ratio: float) -> dict:
     "SNIP: connection sensitivity at initialisation on one batch, global, and one training of the sparse network."
     cfg = cells.config(seed, ratio)
-    d = stage_dir(cells.root, stage_spec('snip', Recipe.of(cfg), Ticket.of(cfg), Retraining.of(cfg, retrain='full', retrain_bits=None)))
+    d = stage_folder('snip', cfg, cells.root)
     theta0 = get_model(cfg.arch, cells.data.num_classes, cfg.width, seed=seed)
     if not (d / FILES.mask).exists(): save_checkpoint(score_mask(theta0, ratio, 'snip', batch=snip_batch(cells, seed)), d / FILES.mask)
     res, step_sparse = _masked_training(cells, seed, d, apply_weight_mask(theta0, load_checkpoint(d / FILES.mask)), 'SNIP')
@@ -218,7 +218,7 @@ def _thinet(cells: Cells, seed: int, ratio: float) -> dict:
     "ThiNet: dense training, greedy layer-by-layer channel selection on the next layer's output, fine-tuning."
     dense_dir, dense = cells.dense(seed)
     cfg = cells.config(seed, ratio)
-    dp = stage_dir(cells.root, stage_spec('thinet-prune', Ticket.of(cfg), parent=dense_dir))
+    dp = stage_folder('thinet-prune', cfg, cells.root, dense_dir)
     if not (dp / FILES.ticket).exists():
         tr = cells.loaders(seed)[0]
         images = [tr.encode(tr.x[i:i + 64]) for i in range(0, 256, 64)]  # as the loader feeds them
@@ -226,7 +226,7 @@ def _thinet(cells: Cells, seed: int, ratio: float) -> dict:
         save_model(prune_channels(trained, thinet_mask(trained, ratio, images, seed=seed)), dp / FILES.ticket)
     ticket = load_model(dp / FILES.ticket)
     step = training_flops(ticket, cells.size)
-    dr = stage_dir(cells.root, stage_spec('thinet-finetune', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))
+    dr = stage_folder('thinet-finetune', cfg, cells.root, dp)
     tune = fit_stage(dr, ticket, cells.loaders(seed), cfg.train_config(cfg.retrain_epochs, retrain=True), cells.device,
                      stage_hooks(cells.device), cells.progress, 'ThiNet fine-tune')
     return _row(tune['test_acc'], [cells.cost(dense, cells.step_dense), cells.cost(tune, step)],
@@ -293,7 +293,7 @@ def grid_jobs(grid: CompareGrid) -> tuple[list[Job], list[Job]]:
 
 def cell_dir(cells: Cells, job: Job) -> Path:
     "The folder of a cell's result row, keyed by the recipe, the grid's ratios and the cell."
-    return stage_dir(cells.root, stage_spec('cell', cells.config(job.seed, job.ratio), method=job.method, protocol=cells.grid.protocol))
+    return stage_folder('cell', cells.config(job.seed, job.ratio), cells.root, method=job.method, protocol=cells.grid.protocol)
 
 def run_job(cells: Cells, job: Job) -> dict | None:
     "Run `job`, resuming whatever it finds done; a cell returns its result row (also written to its `row.json`)."
@@ -357,12 +357,12 @@ def draw_at(cells: Cells, seed: int, ratio: float, epoch: int, **kw) -> dict:
     if epoch == search['epochs'] and not kw: return dict(_ns(cells, seed, ratio), drawn_at=epoch, eb_epoch=eb)
     src = d / FILES.weights_at(epoch)
     if not src.exists(): raise ValueError(f"the search {d.name} saved no weights after epoch {epoch}: run it with Snapshot(..., [{epoch}])")
-    dp = stage_dir(cells.root, stage_spec('draw-prune', Ticket.of(cfg), parent=d, epoch=epoch, **ticket_key(Ticket.of(cfg))))
+    dp = stage_folder('draw-prune', cfg, cells.root, d, epoch=epoch)
     if not (dp / FILES.result).exists():
         w = get_model(cfg.arch, cells.data.num_classes, cfg.width); w.load_state_dict(load_checkpoint(src))
         save_checkpoint(drawn_ticket(w, channel_mask(w, ratio), epoch), dp / FILES.drawn)
     prune = prune_stage(cfg, cells.data, d, dp, ticket=dp / FILES.drawn)
-    dr = stage_dir(cells.root, stage_spec('draw-retrain', Retraining.of(cfg), parent=dp))
+    dr = stage_folder('draw-retrain', cfg, cells.root, dp)
     res = retrain_stage(cfg, cells.loaders(seed), dp, dr, cells.device, cells.progress)
     costs = [stage_cost(search, epoch, cells.n_train, cells.step_dense), cells.cost(res, prune['step_flops_after'])]
     return _row(res['test_acc'], costs, eb_epoch=eb, drawn_at=epoch, flops_after=prune['flops_after'],

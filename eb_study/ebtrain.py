@@ -24,9 +24,9 @@ from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage
 from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'ticket_key', 'dense_dir', 'stage_dirs', 'drawn_ticket', 'EBSearch',
-           'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage', 'ns_stages', 'filter_ratios', 'oneshot_stage',
-           'eb_train']
+__all__ = ['FINETUNE', 'STAGES', 'PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'ticket_key', 'stage_folder', 'dense_dir',
+           'stage_dirs', 'drawn_ticket', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage',
+           'ns_stages', 'filter_ratios', 'oneshot_stage', 'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
@@ -63,20 +63,51 @@ def ticket_key(tk: Ticket) -> dict:
     "What a ticket's folder depends on beyond its `Ticket` settings: a random start's seed rule (`reinit_seed`; it was seed + 1 before)."
     return dict(reinit='1000+seed') if tk.init == 'random' else {}
 
+FINETUNE = dict(retrain='full', retrain_bits=None)  # a fresh fp32 schedule: how NS, LT, ThiNet, SNIP and Liu et al. retrain a ticket
+
+def _ticket(c): return (Ticket.of(c),), ticket_key(Ticket.of(c))
+
+STAGES = {  # stage kind -> (the name its folder is keyed by, configuration -> (the settings the stage takes, what else it depends on))
+    'search': ('search', lambda c: ((Recipe.of(c), Search.of(c, full_search=c.search_to_end)), {})),
+    'dense': ('dense', lambda c: ((Recipe.of(c),), {})),
+    'prune': ('prune', _ticket),  # EB Train's ticket, drawn at the epoch it emerged
+    'retrain': ('retrain', lambda c: ((Retraining.of(c),), {})),  # a ticket retrained as the configuration says
+    'eb': ('eb', lambda c: ((c,), {})),  # an EB Train run's summary
+    'ns-prune': ('ns-prune', lambda c: ((Ticket.of(c, init='inherit'),), {})),  # network slimming: the final weights pruned
+    'ns-finetune': ('ns-finetune', lambda c: ((Retraining.of(c, **FINETUNE),), {})),
+    'oneshot': ('oneshot', _ticket),  # a trained network pruned once (extra: its `pruning`)
+    'finetune': ('retrain', lambda c: ((Retraining.of(c, **FINETUNE),), {})),  # LT's and Liu et al.'s retraining of a one-shot ticket
+    'snip': ('snip', lambda c: ((Recipe.of(c), Ticket.of(c), Retraining.of(c, **FINETUNE)), {})),
+    'thinet-prune': ('thinet-prune', lambda c: ((Ticket.of(c),), {})),
+    'thinet-finetune': ('thinet-finetune', lambda c: ((Retraining.of(c, **FINETUNE),), {})),
+    'random-prune': ('random-prune', lambda c: ((Ticket.of(c),), {})),  # the random-channel control (extra: how channels are drawn)
+    'draw-prune': ('draw-prune', _ticket),  # a ticket drawn at a chosen epoch (extra: the `epoch`)
+    'draw-retrain': ('draw-retrain', lambda c: ((Retraining.of(c),), {})),
+    'cell': ('cell', lambda c: ((c,), {})),  # a comparison cell's row (extra: `method`, `protocol`)
+}
+
+def stage_folder(kind: str,  # a key of `STAGES`
+                 cfg, root: str | Path,
+                 parent: Path | None = None,  # the folder of the stage it starts from
+                 create: bool = True,  # create the folder and write its `spec.json` (else only name it)
+                 **extra) -> Path:
+    "The folder of stage `kind` of configuration `cfg` under `root`: keyed by the settings that kind takes (`STAGES`), its parent and `extra`."
+    name, takes = STAGES[kind]
+    settings, key = takes(cfg)
+    return stage_dir(root, stage_spec(name, *settings, parent=parent, **extra, **key), create=create)
+
 def dense_dir(cfg, root: str | Path, create: bool = True) -> Path:
     "The folder of the dense network of `cfg`'s recipe (any configuration holding the `Recipe` fields)."
-    return stage_dir(root, stage_spec('dense', Recipe.of(cfg)), create=create)
+    return stage_folder('dense', cfg, root, create=create)
 
 def stage_dirs(cfg: EBConfig, root: str | Path,
                create=('search', 'dense', 'prune', 'retrain', 'run'),  # the folders to create (the others are only named)
               ) -> dict[str, Path]:
     "The folders of `cfg`'s stages under `root` — search, dense, prune, retrain — and of the run's summary ('run')."
-    mk = lambda name, spec: stage_dir(root, spec, create=name in create)
-    d = dict(search=mk('search', stage_spec('search', Recipe.of(cfg), Search.of(cfg, full_search=cfg.search_to_end))),
-             dense=dense_dir(cfg, root, 'dense' in create))
-    d['prune'] = mk('prune', stage_spec('prune', Ticket.of(cfg), parent=d['search'], **ticket_key(Ticket.of(cfg))))
-    d['retrain'] = mk('retrain', stage_spec('retrain', Retraining.of(cfg), parent=d['prune']))
-    d['run'] = mk('run', stage_spec('eb', cfg))
+    d = dict(search=stage_folder('search', cfg, root, create='search' in create), dense=dense_dir(cfg, root, 'dense' in create))
+    d['prune'] = stage_folder('prune', cfg, root, d['search'], 'prune' in create)
+    d['retrain'] = stage_folder('retrain', cfg, root, d['prune'], 'retrain' in create)
+    d['run'] = stage_folder('eb', cfg, root, create='run' in create)
     return d
 
 # %% ../nbs/09_ebtrain.ipynb #2e039a27
@@ -177,8 +208,8 @@ def dense_stage(cfg, data, loaders, d: Path, device, progress=True, hooks=()) ->
 def ns_stages(cfg: EBConfig, data, loaders, search_dir: Path, root: Path, device, progress=True, hooks=()) -> tuple[dict, dict]:
     "Network slimming's pruning (at the final γ of the search, run to the end) and fine-tuning; their results."
     tk = Ticket.of(cfg, init='inherit')  # from the trained weights
-    dp = stage_dir(root, stage_spec('ns-prune', tk, parent=search_dir))
-    dr = stage_dir(root, stage_spec('ns-finetune', Retraining.of(cfg, retrain='full', retrain_bits=None), parent=dp))  # a fresh fp32 schedule
+    dp = stage_folder('ns-prune', cfg, root, search_dir)
+    dr = stage_folder('ns-finetune', cfg, root, dp)  # a fresh fp32 schedule
     if not (dp / FILES.drawn).exists():  # the ticket of the final weights, pruned as EB Train prunes its ticket
         final = load_model(search_dir / FILES.model)
         save_checkpoint(drawn_ticket(final, channel_mask(final, tk.ratio), load_json(search_dir / FILES.result)['epochs']), dp / FILES.drawn)

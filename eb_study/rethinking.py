@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Callable
 import pandas as pd
 from .data import load_data, get_loaders
-from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage, ticket_key
+from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage, stage_folder
 from .models import get_model
 from .masking import check_ratio
 from .settings import Settings, Data, Model, Training, Ticket, Retraining
-from .store import atomic_write, save_json, load_json, stage_spec, stage_dir, FILES
+from .store import atomic_write, save_json, load_json, FILES
 from .train import resolve_device
 from .executors import ExecutorConfig, pool_for, run_phases
 
@@ -84,11 +84,11 @@ def cell_config(cfg: RethinkConfig, seed: int, lr: float, ratio: float, init: st
 
 def prune_dir(root: Path, c: EBConfig, parent: Path, pruning: str) -> Path:
     "The folder of the one-shot pruning of the network in `parent` under `c`'s ticket (shared with `eb-study compare`'s lottery ticket)."
-    return stage_dir(root, stage_spec('oneshot', Ticket.of(c), parent=parent, pruning=pruning, **ticket_key(Ticket.of(c))))
+    return stage_folder('oneshot', c, root, parent, pruning=pruning)
 
 def retrain_dir(root: Path, c: EBConfig, parent: Path) -> Path:
     "The folder of the retraining of the ticket in `parent` (a fresh fp32 schedule of `c.retrain_epochs`)."
-    return stage_dir(root, stage_spec('retrain', Retraining.of(c, retrain='full', retrain_bits=None), parent=parent))
+    return stage_folder('finetune', c, root, parent)
 
 # %% ../nbs/12_rethinking.ipynb #7f1ba7ec
 def ticket_chain(cfg: RethinkConfig, pruning: str, ratio: float, init: str, seed: int, lr: float, data, loaders, root: Path,
