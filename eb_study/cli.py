@@ -11,7 +11,7 @@ from .ebtrain import EBConfig, eb_train
 from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder
 from .settings import Settings
 from .report import summary, table2, rethink_report
-from .studies import STUDIES, list_studies, run_study
+from .studies import list_studies, run_study
 from .compare import CompareGrid, GRID_FIELDS, METHODS, PROTOCOLS, compare
 from .executors import ExecutorConfig, GridError
 from .dist import init_distributed, is_main, launched

@@ -13,13 +13,12 @@ import torch
 from .cost import stage_hooks
 from .data import load_data, get_loaders
 from .cost import stage_cost, total
-from .ebtrain import (EBConfig, Recipe, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
+from .ebtrain import (EBConfig, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
                               ns_stages, oneshot_stage, stage_dirs, stage_folder, drawn_ticket)
 from .masking import channel_mask, check_ratio
 from .models import get_model, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask
-from .settings import Ticket, Retraining
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
 from .store import nondefault_fields, atomic_write, load_checkpoint, save_checkpoint, save_json, FILES
 from .thinet import thinet_mask

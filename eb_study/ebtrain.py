@@ -4,16 +4,16 @@
 
 # %% ../nbs/09_ebtrain.ipynb #df00c946
 from __future__ import annotations
-import csv, dataclasses, statistics, warnings
+import dataclasses, statistics, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from .cost import bitops, stage_hooks, stage_cost
-from .report import summarise, plot_run
+from .cost import bitops, stage_hooks, stage_cost, total
+from .report import plot_run
 from .data import load_data, get_loaders
 from .detector import EarlyBird
 from .dist import barrier, is_main
-from .masking import bn_scales, channel_mask, channel_scores, expand_mask, flatten_mask, round_mask
+from .masking import channel_mask, channel_scores, expand_mask, flatten_mask, round_mask
 from .models import get_model, build_model, save_model, load_model
 from .prune import count_params, count_flops, training_flops, effective_mask
 from .retrain import make_ticket, reinit_seed
@@ -26,7 +26,7 @@ from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 # %% auto #0
 __all__ = ['FINETUNE', 'STAGES', 'PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'ticket_key', 'stage_folder', 'dense_dir',
            'stage_dirs', 'drawn_ticket', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage',
-           'ns_stages', 'filter_ratios', 'oneshot_stage', 'eb_train']
+           'ns_stages', 'filter_ratios', 'oneshot_stage', 'summarise', 'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
@@ -259,6 +259,39 @@ def oneshot_stage(cfg: EBConfig, data, trained_dir: Path, d: Path,
     save_json(res, d / FILES.result)
     barrier()  # several processes: the ticket is on disk before anyone retrains it
     return res
+
+# %% ../nbs/09_ebtrain.ipynb #f3c2de16
+def summarise(cfg,  # the run's `EBConfig`
+               n_train: int, search: dict, prune: dict, retrain: dict, dense: dict | None,
+              ns: tuple[dict, dict] | None = None,  # network slimming's pruning and fine-tuning results
+             ) -> dict:
+    "The run's headline figures (the keys of `results.json`), with a cost line per stage under `stages`."
+    search_epochs = prune['eb_epoch'] or search['epochs']  # a ticket that never emerged cost the whole search
+    st = dict(search=stage_cost(search, search_epochs, n_train, prune['step_flops_before']),
+              retrain=stage_cost(retrain, retrain['epochs'], n_train, prune['step_flops_after']))
+    if dense: st['dense'] = stage_cost(dense, dense['epochs'], n_train, prune['step_flops_before'])
+    if ns:
+        st['ns_sparse'] = stage_cost(search, search['epochs'], n_train, prune['step_flops_before'])
+        st['ns_finetune'] = stage_cost(ns[1], ns[1]['epochs'], n_train, ns[0]['step_flops_after'])
+    eb = lambda k: total(st['search'][k], st['retrain'][k])
+    nsum = lambda k: total(st['ns_sparse'][k], st['ns_finetune'][k]) if ns else None
+    flops_dense = n_train * cfg.epochs * prune['step_flops_before']  # the whole schedule, even without the dense stage
+    return dict(
+        eb_epoch=prune['eb_epoch'], eb_epochs=search['eb_epochs'], epochs=cfg.epochs, search_epochs=search_epochs,
+        retrain_epochs=retrain['epochs'], retrain=cfg.retrain, ratio=cfg.ratio, init=cfg.init,
+        search_bits=st['search']['bits'], retrain_bits=st['retrain']['bits'],
+        dense_acc=dense['test_acc'] if dense else None, search_acc=search['test_acc'], ticket_acc=retrain['test_acc'],
+        params_before=prune['params_before'], params_after=prune['params_after'],
+        flops_before=prune['flops_before'], flops_after=prune['flops_after'],
+        train_flops_eb=eb('train_flops'), train_flops_dense=flops_dense,
+        train_bitops_eb=eb('train_bitops'), train_bitops_dense=bitops(flops_dense, TrainConfig.of(cfg, sparsity=0.0).bits),
+        wall_s_eb=eb('wall_s'), wall_s_dense=dense['wall_s'] if dense else None,
+        energy_j_eb=eb('energy_j'), energy_j_dense=st['dense']['energy_j'] if dense else None,
+        epoch_s_ticket=statistics.median(retrain['epoch_time_s']),
+        epoch_s_dense=statistics.median(dense['epoch_time_s']) if dense else None,
+        ns_acc=ns[1]['test_acc'] if ns else None, ns_flops_after=ns[0]['flops_after'] if ns else None,
+        train_flops_ns=nsum('train_flops'), train_bitops_ns=nsum('train_bitops'), wall_s_ns=nsum('wall_s'),
+        energy_j_ns=nsum('energy_j'), stages=st)
 
 # %% ../nbs/09_ebtrain.ipynb #e270fc88
 def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage folders live (default: `runs`)

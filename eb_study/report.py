@@ -4,19 +4,14 @@
 
 # %% ../nbs/09a_report.ipynb #456a94f9
 from __future__ import annotations
-import csv, math, statistics
+import csv, math
 from pathlib import Path
 import pandas as pd
-import torch
-from .cost import bitops, stage_cost, total
-from .masking import bn_scales
 from .retrain import INIT_NAMES
-from .store import load_json, save_checkpoint, load_checkpoint, FILES
-from .train import Trainer, TrainConfig, Hook
+from .store import load_json, load_checkpoint, FILES
 
 # %% auto #0
-__all__ = ['si', 'summarise', 'summary', 'read_log', 'plot_run', 'RecordScales', 'Snapshot', 'save_summary', 'load_masks',
-           'table2', 'summary_table', 'plot_comparison', 'rethink_report']
+__all__ = ['si', 'summary', 'read_log', 'plot_run', 'table2', 'summary_table', 'plot_comparison', 'rethink_report']
 
 # %% ../nbs/09a_report.ipynb #8a3aab80
 def si(v) -> str:
@@ -25,39 +20,6 @@ def si(v) -> str:
     for unit, d in (('P', 1e15), ('T', 1e12), ('G', 1e9), ('M', 1e6), ('k', 1e3)):
         if abs(v) >= d: return f'{v / d:.3g}{unit}'
     return f'{v:.3g}'
-
-# %% ../nbs/09a_report.ipynb #f3c2de16
-def summarise(cfg,  # the run's `EBConfig`
-               n_train: int, search: dict, prune: dict, retrain: dict, dense: dict | None,
-              ns: tuple[dict, dict] | None = None,  # network slimming's pruning and fine-tuning results
-             ) -> dict:
-    "The run's headline figures (the keys of `results.json`), with a cost line per stage under `stages`."
-    search_epochs = prune['eb_epoch'] or search['epochs']  # a ticket that never emerged cost the whole search
-    st = dict(search=stage_cost(search, search_epochs, n_train, prune['step_flops_before']),
-              retrain=stage_cost(retrain, retrain['epochs'], n_train, prune['step_flops_after']))
-    if dense: st['dense'] = stage_cost(dense, dense['epochs'], n_train, prune['step_flops_before'])
-    if ns:
-        st['ns_sparse'] = stage_cost(search, search['epochs'], n_train, prune['step_flops_before'])
-        st['ns_finetune'] = stage_cost(ns[1], ns[1]['epochs'], n_train, ns[0]['step_flops_after'])
-    eb = lambda k: total(st['search'][k], st['retrain'][k])
-    nsum = lambda k: total(st['ns_sparse'][k], st['ns_finetune'][k]) if ns else None
-    flops_dense = n_train * cfg.epochs * prune['step_flops_before']  # the whole schedule, even without the dense stage
-    return dict(
-        eb_epoch=prune['eb_epoch'], eb_epochs=search['eb_epochs'], epochs=cfg.epochs, search_epochs=search_epochs,
-        retrain_epochs=retrain['epochs'], retrain=cfg.retrain, ratio=cfg.ratio, init=cfg.init,
-        search_bits=st['search']['bits'], retrain_bits=st['retrain']['bits'],
-        dense_acc=dense['test_acc'] if dense else None, search_acc=search['test_acc'], ticket_acc=retrain['test_acc'],
-        params_before=prune['params_before'], params_after=prune['params_after'],
-        flops_before=prune['flops_before'], flops_after=prune['flops_after'],
-        train_flops_eb=eb('train_flops'), train_flops_dense=flops_dense,
-        train_bitops_eb=eb('train_bitops'), train_bitops_dense=bitops(flops_dense, TrainConfig.of(cfg, sparsity=0.0).bits),
-        wall_s_eb=eb('wall_s'), wall_s_dense=dense['wall_s'] if dense else None,
-        energy_j_eb=eb('energy_j'), energy_j_dense=st['dense']['energy_j'] if dense else None,
-        epoch_s_ticket=statistics.median(retrain['epoch_time_s']),
-        epoch_s_dense=statistics.median(dense['epoch_time_s']) if dense else None,
-        ns_acc=ns[1]['test_acc'] if ns else None, ns_flops_after=ns[0]['flops_after'] if ns else None,
-        train_flops_ns=nsum('train_flops'), train_bitops_ns=nsum('train_bitops'), wall_s_ns=nsum('wall_s'),
-        energy_j_ns=nsum('energy_j'), stages=st)
 
 # %% ../nbs/09a_report.ipynb #edb91f23
 def _stage_rows(res: dict) -> list[str]:
@@ -156,48 +118,6 @@ def plot_run(cfg,  # the run's `EBConfig`
     axs[1].set(xlabel='search epoch', ylabel='max mask distance in queue', title='EB detection'); axs[1].legend()
     fig.tight_layout(); fig.savefig(out / 'curves.png', dpi=110); plt.close(fig)
     return [out / 'distance_matrix.png', out / 'curves.png']
-
-# %% ../nbs/09a_report.ipynb #a897d6a9
-class RecordScales(Hook):
-    "Engine hook: keep the flat |γ| of every BN channel after each epoch in `epochs` (all if `None`); saved to `out/scales.pt`."
-    def __init__(self, out: Path, epochs=None): self.out, self.epochs, self.scales = Path(out), epochs, {}
-    def after_epoch(self, t: Trainer):
-        if self.epochs is None or t.epoch in self.epochs:
-            self.scales[t.epoch] = torch.cat(list(bn_scales(t.model).values()))
-    def after_fit(self, t: Trainer): save_checkpoint(self.scales, self.out / FILES.scales)
-    def state_dict(self): return dict(scales=self.scales)
-    def load_state_dict(self, sd): self.scales = dict(sd['scales'])
-
-class Snapshot(Hook):
-    "Engine hook: save the weights after each epoch in `epochs` to `out/weights_epoch{e}.pt` (to draw tickets from later)."
-    def __init__(self, out: Path, epochs): self.out, self.epochs = Path(out), set(epochs)
-    def after_epoch(self, t: Trainer):
-        if t.epoch in self.epochs: save_checkpoint(t.model.state_dict(), self.out / FILES.weights_at(t.epoch))
-
-def save_summary(d: Path,  # a stage folder
-                 dest: Path,  # where its summary goes (committed with a study)
-                ) -> Path:
-    "Copy the small files of stage folder `d` into `dest`: spec, result, log and machines, masks as packed bits, recorded scales."
-    import numpy as np, shutil
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    for f in (FILES.spec, FILES.result, FILES.log, FILES.environment):
-        if (d / f).exists(): shutil.copyfile(d / f, dest / f)
-    if (d / FILES.masks).exists():
-        m = load_checkpoint(d / FILES.masks)
-        np.savez_compressed(dest / 'masks.npz', **{f'p{r:g}': np.packbits(v.numpy(), axis=1) for r, v in m.items()},
-                            n=np.array(next(iter(m.values())).shape[1]))
-    if (d / FILES.scales).exists():
-        sc = load_checkpoint(d / FILES.scales)
-        np.savez_compressed(dest / 'scales.npz', **{f'epoch{e}': v.numpy() for e, v in sc.items()})
-    return dest
-
-def load_masks(d: Path) -> dict[float, torch.Tensor]:
-    "The per-epoch masks (ratio -> epochs × channels bool tensor) of a stage folder or of its summary."
-    import numpy as np
-    if (Path(d) / FILES.masks).exists(): return load_checkpoint(Path(d) / FILES.masks)
-    with np.load(Path(d) / 'masks.npz') as z:
-        n = int(z['n'])
-        return {float(k[1:]): torch.from_numpy(np.unpackbits(z[k], axis=1)[:, :n].astype(bool)) for k in z.files if k != 'n'}
 
 # %% ../nbs/09a_report.ipynb #5cce9dfa
 def _fmt_range(s: pd.Series) -> str:

@@ -13,7 +13,7 @@ from .data import load_data, get_loaders
 from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage, stage_folder
 from .models import get_model
 from .masking import check_ratio
-from .settings import Settings, Data, Model, Training, Ticket, Retraining
+from .settings import Settings, Data, Model, Training
 from .store import atomic_write, save_json, load_json, FILES
 from .train import resolve_device
 from .executors import ExecutorConfig, pool_for, run_phases

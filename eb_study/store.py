@@ -11,7 +11,7 @@ from .dist import is_main
 
 # %% auto #0
 __all__ = ['atomic_write', 'save_json', 'load_json', 'save_checkpoint', 'load_checkpoint', 'nondefault_fields', 'config_hash',
-           'stage_spec', 'stage_dir', 'FILES', 'environment', 'record_environment']
+           'stage_spec', 'stage_dir', 'FILES', 'environment', 'record_environment', 'save_summary', 'load_masks']
 
 # %% ../nbs/06_store.ipynb #40e2e65c
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -142,3 +142,29 @@ def record_environment(path: str | Path, threads: int | None = None) -> list[dic
     envs = [envs] if isinstance(envs, dict) else envs  # a single machine, as older studies wrote it
     if (env := environment(threads)) not in envs: envs.append(env); save_json(envs, path)
     return envs
+
+# %% ../nbs/06_store.ipynb #a5c4b1e2
+def save_summary(d: Path,  # a stage folder
+                 dest: Path,  # where its summary goes (committed with a study)
+                ) -> Path:
+    "Copy the small files of stage folder `d` into `dest`: spec, result, log and machines, masks as packed bits, recorded scales."
+    import numpy as np, shutil
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    for f in (FILES.spec, FILES.result, FILES.log, FILES.environment):
+        if (d / f).exists(): shutil.copyfile(d / f, dest / f)
+    if (d / FILES.masks).exists():
+        m = load_checkpoint(d / FILES.masks)
+        np.savez_compressed(dest / 'masks.npz', **{f'p{r:g}': np.packbits(v.numpy(), axis=1) for r, v in m.items()},
+                            n=np.array(next(iter(m.values())).shape[1]))
+    if (d / FILES.scales).exists():
+        sc = load_checkpoint(d / FILES.scales)
+        np.savez_compressed(dest / 'scales.npz', **{f'epoch{e}': v.numpy() for e, v in sc.items()})
+    return dest
+
+def load_masks(d: Path) -> dict[float, torch.Tensor]:
+    "The per-epoch masks (ratio -> epochs × channels bool tensor) of a stage folder or of its summary."
+    import numpy as np
+    if (Path(d) / FILES.masks).exists(): return load_checkpoint(Path(d) / FILES.masks)
+    with np.load(Path(d) / 'masks.npz') as z:
+        n = int(z['n'])
+        return {float(k[1:]): torch.from_numpy(np.unpackbits(z[k], axis=1)[:, :n].astype(bool)) for k in z.files if k != 'n'}

@@ -14,15 +14,15 @@ import eb_study
 from .compare import Cells, CompareGrid, Job, METHODS, SHARED, LOWBIT_SEARCH, draw_at, run_job, COLUMNS
 from .cost import stage_hooks
 from .data import load_data, get_loaders, head_npz, cifar10_subset
-from .ebtrain import EBConfig, Recipe, dense_dir, dense_stage, eb_train, search_stage, stage_dirs
-from .report import save_summary, summary, RecordScales, Snapshot
+from .ebtrain import EBConfig, Recipe, dense_dir, eb_train, search_stage, stage_dirs
+from .report import summary
 from .executors import ExecutorConfig, GridError, pool_for, run_phases
 from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, STARTS, COLUMNS as RETHINK_COLUMNS, cell_rows, dense_unit
 from .retrain import make_ticket, reinit_seed
-from .store import atomic_write, save_json, load_json, load_checkpoint, nondefault_fields, record_environment, environment, _jsonable, FILES
-from .train import TrainConfig, fit_stage, resolve_device
+from .store import atomic_write, save_json, load_checkpoint, nondefault_fields, record_environment, environment, save_summary, _jsonable, FILES
+from .train import TrainConfig, RecordScales, Snapshot, fit_stage, resolve_device
 
 # %% auto #0
 __all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'SCALE_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data',

@@ -15,15 +15,15 @@ from fastcore.basics import patch
 from tqdm import tqdm
 from torch.nn.parallel import DistributedDataParallel
 from .dist import is_distributed, is_main, barrier, broadcast_flag, all_sum
-from .masking import add_bn_l1_grad
+from .masking import add_bn_l1_grad, bn_scales
 from .store import save_checkpoint, load_checkpoint, save_json, load_json, atomic_write, record_environment, FILES
 from .models import save_model
 from .settings import Training
 from .sparse import strip_masks
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'resolve_device', 'StageResult', 'stage_lock',
-           'fit_stage', 'check_run_folder']
+__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'RecordScales', 'Snapshot', 'resolve_device',
+           'StageResult', 'stage_lock', 'fit_stage', 'check_run_folder']
 
 # %% ../nbs/07_train.ipynb #31f36685
 @dataclass
@@ -205,6 +205,24 @@ def fit(self: Trainer) -> list[dict]:
     bar.close()
     self._call('after_fit')
     return self.history
+
+# %% ../nbs/07_train.ipynb #a897d6a9
+class RecordScales(Hook):
+    "Engine hook: keep the flat |γ| of every BN channel after each epoch in `epochs` (all if `None`); saved to `out/scales.pt`."
+    def __init__(self, out: Path, epochs=None): self.out, self.epochs, self.scales = Path(out), epochs, {}
+    def after_epoch(self, t: Trainer):
+        if self.epochs is None or t.epoch in self.epochs:
+            self.scales[t.epoch] = torch.cat(list(bn_scales(t.model).values()))
+    def after_fit(self, t: Trainer): save_checkpoint(self.scales, self.out / FILES.scales)
+    def state_dict(self): return dict(scales=self.scales)
+    def load_state_dict(self, sd): self.scales = dict(sd['scales'])
+
+class Snapshot(Hook):
+    "Engine hook: save the weights after each epoch in `epochs` to `out/weights_epoch{e}.pt` (to draw tickets from later)."
+    def __init__(self, out: Path, epochs): self.out, self.epochs = Path(out), set(epochs)
+    def after_epoch(self, t: Trainer):
+        if t.epoch in self.epochs: save_checkpoint(t.model.state_dict(), self.out / FILES.weights_at(t.epoch))
+
 
 # %% ../nbs/07_train.ipynb #4aecea1a
 def resolve_device(device: str | torch.device = 'auto') -> torch.device:
