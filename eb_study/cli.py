@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #60d4437f
 from __future__ import annotations
-import argparse, dataclasses, sys, types, typing
+import argparse, dataclasses, os, sys, types, typing, warnings
 from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train
@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p = arg_parser(name, prog)
     ns = p.parse_args([_spelling(str(a)) for a in argv])
     classes, func, _ = COMMANDS[name]
+    shown = warnings.showwarning  # the library's warnings as one line each, in the user's words
+    warnings.showwarning = lambda message, *a, **k: print(f"{p.prog}: warning: {message}", file=sys.stderr)
     try:
+        _check_out(ns.out)
         device = ns.device
         if launched():  # started by torchrun: one run on several processes (`eb_study.dist`)
             if name != 'train': raise ValueError(f"only 'eb-study train' runs on several processes, not 'eb-study {name}'")
@@ -167,6 +170,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except (ValueError, FileNotFoundError, FloatingPointError, ImportError, GridError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally: warnings.showwarning = shown
+
+def _check_out(out) -> None:
+    "Refuse an --out that cannot hold a run: an existing file, or a folder (or the nearest existing parent) this user may not write."
+    if out is None: return
+    p = Path(out).expanduser()
+    if p.exists() and not p.is_dir(): raise ValueError(f"--out {out} is a file, not a folder: name a folder for the run")
+    q = next(a for a in (p, *p.absolute().parents) if a.exists())
+    if not os.access(q, os.W_OK | os.X_OK): raise ValueError(f"--out {out}: {q} is not writable by this user")
 
 def rethinking_main(argv: list[str] | None = None) -> None:
     "`eb-study-rethinking`: the same as `eb-study rethink`."

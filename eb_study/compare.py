@@ -16,7 +16,7 @@ from .cost import stage_cost, total
 from .ebtrain import (EBConfig, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
                               ns_stages, oneshot_stage, stage_dirs, stage_folder, drawn_ticket)
 from .masking import channel_mask, check_ratio
-from .models import get_model, save_model, load_model
+from .models import get_model, check_input, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask
 from .sparse import apply_weight_mask, sparse_flops, weight_sparsity
@@ -48,6 +48,9 @@ class CompareGrid:
         if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
             raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
         self.seeds = tuple(int(v) for v in self.seeds)
+        for name in ('methods', 'ratios', 'seeds'):
+            twice = sorted({v for v in getattr(self, name) if getattr(self, name).count(v) > 1})
+            if twice: raise ValueError(f"{name} lists {', '.join(map(str, twice))} more than once: each cell would run, and count, twice")
         if self.protocol not in PROTOCOLS: raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {self.protocol!r}")
 
 PROTOCOLS = {'paper': "EB Train (and LF, LL, the random-channel control) retrains to the end of its search's schedule; "
@@ -72,6 +75,7 @@ class Cells:
         self.data = load_data(cfg.dataset, download=download)
         self.n_train, self.size = len(self.data.y_train), (1, *self.data.x_train.shape[1:])
         dense = get_model(cfg.arch, self.data.num_classes, cfg.width)
+        check_input(dense, self.size[1:], self.data.name)  # the network takes the data's images, before anything is written
         self.step_dense, self.forward_dense = training_flops(dense, self.size), count_flops(dense, self.size)
         self._loaders = {}
 

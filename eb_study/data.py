@@ -16,8 +16,8 @@ from .dist import rank, world_size
 
 # %% auto #0
 __all__ = ['NPZ_KEYS', 'IMAGE_SUFFIXES', 'DATASETS', 'SUBSET_NAME', 'channel_stats', 'ImageData', 'digits_data', 'data_root',
-           'cifar_data', 'npz_data', 'folder_data', 'load_data', 'cifar10_subset', 'subset_data', 'head_npz',
-           'crop_flip', 'DeviceLoader', 'get_loaders']
+           'cifar_data', 'npz_data', 'folder_data', 'fit_images', 'load_data', 'cifar10_subset', 'subset_data',
+           'head_npz', 'crop_flip', 'DeviceLoader', 'get_loaders']
 
 # %% ../nbs/04_data.ipynb #ab3e8a66
 def channel_stats(x: Tensor,  # uint8 images N×C×H×W
@@ -137,8 +137,11 @@ def npz_data(path: str | os.PathLike) -> ImageData:
     if k is not None:
         if k.ndim != 0 or k.dtype.kind not in 'iu' or int(k) < 1: raise ValueError(f"{path}: num_classes must be one integer >= 1, got {k.tolist()!r}")
         k = int(k)
-    for s in ('train', 'test'):  # N×H×W×C (Keras, TFDS, image tools) -> N×C×H×W
+    for s in ('train', 'test'):  # N×H×W×C (Keras, TFDS, image tools) -> N×C×H×W; N×H×W (MNIST's arrays): one grey channel
         x = a[f'x_{s}']
+        if x.ndim == 3:
+            if s == 'train': warnings.warn(f"{path.name}: images are N×H×W {x.shape}; read as one grey channel")
+            a[f'x_{s}'] = x = x[:, None]
         if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
             if s == 'train': warnings.warn(f"{path.name}: images are N×H×W×C {x.shape}; transposed to N×C×H×W")
             a[f'x_{s}'] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -185,14 +188,28 @@ DATASETS = {'digits': digits_data,
             'cifar10': partial(cifar_data, 'cifar10'),
             'cifar100': partial(cifar_data, 'cifar100')}
 
+def fit_images(d: ImageData) -> ImageData:
+    "`d` with images the CIFAR networks take: one grey channel repeated to three, images under 32×32 zero-padded to it (centred); each change said once."
+    (xtr, xte), notes = (d.x_train, d.x_test), []
+    c, h, w = xtr.shape[1:]
+    if c == 1:
+        xtr, xte = (x.expand(-1, 3, -1, -1).contiguous() for x in (xtr, xte)); notes.append('its one grey channel repeated to 3')
+    if h < 32 or w < 32:
+        ph, pw = max(0, 32 - h), max(0, 32 - w)
+        xtr, xte = (F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)) for x in (xtr, xte))
+        notes.append(f'its {h}×{w} images zero-padded to {max(h, 32)}×{max(w, 32)}')
+    if not notes: return d
+    warnings.warn(f"{d.name}: {' and '.join(notes)} (the CIFAR networks take 3-channel images of at least 32×32)")
+    return ImageData(xtr, d.y_train, xte, d.y_test, d.num_classes, name=d.name, classes=d.classes)  # statistics recomputed
+
 def load_data(name: str = 'digits',  # a key of `DATASETS`, a path to an `.npz` file, or an image folder
               root: str | os.PathLike | None = None,  # where registered datasets live; see `data_root`
               download: bool = False,  # allow registered datasets to be downloaded
              ) -> ImageData:
-    "The dataset `name`: a registered one (see `DATASETS`), an `.npz` file, or an image folder."
+    "The dataset `name`: a registered one (see `DATASETS`), an `.npz` file, or an image folder (fitted to the CIFAR networks, `fit_images`)."
     if name in DATASETS: return DATASETS[name](root=root, download=download)
-    if str(name).endswith('.npz'): return npz_data(name)
-    if Path(name).expanduser().is_dir(): return folder_data(name)
+    if str(name).endswith('.npz'): return fit_images(npz_data(name))
+    if Path(name).expanduser().is_dir(): return fit_images(folder_data(name))
     raise ValueError(f"unknown dataset {name!r}: use one of {sorted(DATASETS)}, a path to an .npz file "
                      f"(x_train, y_train, x_test, y_test), or an image folder (train/<class>/*, test/<class>/*)")
 

@@ -14,7 +14,7 @@ from .data import load_data, get_loaders
 from .detector import EarlyBird
 from .dist import barrier, is_main
 from .masking import channel_mask, channel_scores, expand_mask, flatten_mask, round_mask
-from .models import get_model, build_model, save_model, load_model
+from .models import get_model, build_model, check_input, save_model, load_model
 from .prune import count_params, count_flops, training_flops, effective_mask
 from .retrain import make_ticket, reinit_seed
 from .scores import filter_convs, filter_mask, unstructured_mask
@@ -189,10 +189,13 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
 def retrain_stage(cfg: EBConfig, loaders, prune_dir: Path, d: Path, device, progress=True, hooks=()) -> dict:
     "Stage 3: train the pruned ticket of `prune_dir` (no sparsity; a weight mask kept) in folder `d`: a fresh schedule, or the rest of the search's."
     rt, start, pruned = Retraining.of(cfg), 0, load_json(prune_dir / FILES.result)
-    if rt.retrain == 'rest':
-        start = pruned['eb_epoch']
-        if not start: raise ValueError("retrain='rest' continues the schedule from the ticket's EB epoch, but this ticket never emerged")
-        if start >= cfg.epochs: raise ValueError(f"retrain='rest': the ticket emerged at the schedule's last epoch ({start}), nothing is left to retrain")
+    if rt.retrain == 'rest':  # the paper's protocol: the rest of the search's schedule, from the EB epoch
+        start = pruned['eb_epoch'] or cfg.epochs
+        if start >= cfg.epochs:  # no ticket emerged (or only at the end): nothing is left of the schedule
+            warnings.warn(f"the p={Ticket.of(cfg).ratio:g} ticket {'never emerged' if not pruned['eb_epoch'] else 'emerged only at the last epoch'}"
+                          f" in the {cfg.epochs}-epoch search, so nothing is left of its schedule: it is drawn from the final weights"
+                          f" and retrained for a fresh schedule of {cfg.epochs} epochs, as network slimming fine-tunes")
+            start = 0
     net = load_model(prune_dir / FILES.ticket)
     if pruned.get('unit') == 'weights': apply_weight_mask(net, load_checkpoint(prune_dir / FILES.mask))  # held through training
     return fit_stage(d, net, loaders, cfg.train_config(rt.retrain_epochs if rt.retrain == 'full' else None, retrain=True),
@@ -302,7 +305,7 @@ def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage f
     "Run EB Train (search → prune → retrain, and the dense baseline) under `root`, reusing finished stages; returns the results."
     device = resolve_device(device)
     data = load_data(cfg.dataset, download=download)  # validates before anything is written
-    get_model(cfg.arch, data.num_classes, cfg.width)
+    check_input(get_model(cfg.arch, data.num_classes, cfg.width), tuple(data.x_train.shape[1:]), data.name)  # and the network takes its images
     dirs = stage_dirs(cfg, Path('runs') if root is None else root)
     save_json(dataclasses.asdict(cfg), dirs['run'] / 'config.json')
     loaders = get_loaders(data, batch_size=cfg.batch_size, device=device, seed=cfg.seed)

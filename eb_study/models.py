@@ -16,7 +16,7 @@ from .depgraph import TORCHVISION, torchvision_net  # torchvision's CNNs with a 
 # %% auto #0
 __all__ = ['VGG_CFGS', 'BUILDERS', 'MODELS', 'vgg_cfg', 'VGG', 'vgg', 'ChannelSelection', 'Bottleneck', 'preresnet_blocks',
            'preresnet_planes', 'preresnet_cfg', 'PreResNet', 'preresnet', 'seeded', 'build_model', 'get_model',
-           'save_model', 'load_model']
+           'save_model', 'load_model', 'check_input']
 
 # %% ../nbs/03_models.ipynb #17d58309
 @torch.no_grad()
@@ -227,3 +227,15 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     model = build_model(ckpt['config'])
     model.load_state_dict(ckpt['state_dict'])
     return model
+
+# %% ../nbs/03_models.ipynb #feb3e58c
+def check_input(model: nn.Module, shape: tuple[int, ...],  # one image's C×H×W
+                source: str = 'the data') -> None:
+    "Refuse images of `shape` that `model` cannot train on, naming both, before anything trains (on a copy: the model is untouched)."
+    probe = copy.deepcopy(model).train()  # training mode, one image: as an epoch's last batch may be
+    try:
+        with torch.no_grad(): probe(torch.zeros(1, *shape))
+    except (RuntimeError, ValueError) as e:
+        arch = getattr(model, 'config', {}).get('arch', type(model).__name__)
+        raise ValueError(f"{source} has {'×'.join(map(str, shape))} images, which {arch} cannot train on "
+                         f"(3-channel images of at least 32×32 fit every network here): {str(e).splitlines()[0]}") from None

@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 from .data import load_data, get_loaders
 from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage, stage_folder
-from .models import get_model
+from .models import get_model, check_input
 from .masking import check_ratio
 from .settings import Settings, Data, Model, Training
 from .store import atomic_write, save_json, load_json, FILES
@@ -76,6 +76,9 @@ class RethinkGrid:
         if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
             raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
         self.seeds = tuple(int(v) for v in self.seeds)
+        for name in ('prunings', 'ratios', 'lrs', 'seeds'):
+            twice = sorted({v for v in getattr(self, name) if getattr(self, name).count(v) > 1})
+            if twice: raise ValueError(f"{name} lists {', '.join(map(str, twice))} more than once: each cell would run, and count, twice")
 
 # %% ../nbs/12_rethinking.ipynb #ec700b5e
 def cell_config(cfg: RethinkConfig, seed: int, lr: float, ratio: float, init: str = 'rewind', retrain_epochs: int | None = None) -> EBConfig:
@@ -178,7 +181,7 @@ def compare(cfg: RethinkConfig,  # the recipe
     out, inline = run_folder(out).absolute(), ex.executor == 'local' and ex.workers is None
     if inline: resolve_device(device)  # the units run here: the device must exist here
     data, _ = _loaders(cfg, grid.seeds[0], 'cpu', download)  # validates before anything is written; any download happens here
-    get_model(cfg.arch, data.num_classes, cfg.width)  # and the network can be built
+    check_input(get_model(cfg.arch, data.num_classes, cfg.width), tuple(data.x_train.shape[1:]), data.name)  # and takes its images
     dense = [RethinkJob(s, lr) for s in grid.seeds for lr in grid.lrs]
     cells = [RethinkJob(s, lr, p, r) for s in grid.seeds for lr in grid.lrs for p in grid.prunings for r in grid.ratios]
     with pool_for(ex, out) as pool:

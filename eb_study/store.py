@@ -19,13 +19,20 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     if not is_main(): return path  # `eb_study.dist`: the other processes read what rank 0 writes
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')  # created 0600
     try:
         with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # as any file this user creates: readable by colleagues where the umask says so
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return path
+
+def _umask() -> int:
+    "This process's umask (read without changing it where the system tells it)."
+    try: return int(next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('Umask:')).split()[1], 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        m = os.umask(0o022); os.umask(m); return m
 
 def save_json(obj, path: str | Path) -> Path:
     "Write `obj` as indented JSON to `path`, atomically."
@@ -38,8 +45,10 @@ def _jsonable(o):
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
 
 def load_json(path: str | Path):
-    "Read the JSON file at `path`."
-    return json.loads(Path(path).read_text())
+    "Read the JSON file at `path`; a corrupt or truncated one raises a `ValueError` naming it."
+    try: return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is corrupt or truncated (JSON: {e}); delete it to recompute what wrote it") from None
 
 # %% ../nbs/06_store.ipynb #09a14b85
 def save_checkpoint(obj, path: str | Path) -> Path:

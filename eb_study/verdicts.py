@@ -31,6 +31,9 @@ def _interval(q: dict) -> dict:
 
 def paired(a: pd.Series, b: pd.Series, ratio: bool = False) -> dict:
     "`a − b` (or `a / b`) paired on the index (the seed): `mean`, its standard error `se` on `df` degrees of freedom, the 95 % interval `lo`..`hi`, `n` pairs and the no-difference value `null`."
+    for s in (a, b):
+        if s.index.duplicated().any():
+            raise ValueError(f"a comparison is paired by seed, and seed(s) {sorted(set(s.index[s.index.duplicated()]))} appear more than once")
     d = (a / b if ratio else a - b).dropna()
     n = len(d)
     return _interval(dict(mean=float(d.mean()) if n else math.nan, se=float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan,

@@ -137,3 +137,36 @@ def test_python_api_raises_before_writing(tmp_path):
 def test_the_reported_defects(capsys, tmp_path, argv, message):
     cmd = argv[:1] if argv[0] in ('compare', 'rethink') else []
     refused(capsys, tmp_path, [*cmd, *FAST, *argv[len(cmd):]], message)
+
+
+LAYOUTS = [(c, size, layout) for c in (1, 3, 4) for size in (28, 32) for layout in ('NCHW', 'NHWC')] + [(1, 28, 'NHW')]
+
+
+@pytest.mark.parametrize('channels, size, layout', LAYOUTS, ids=[f'{c}x{s}-{l}' for c, s, l in LAYOUTS])
+def test_every_image_layout_either_trains_or_is_refused_before_anything_is_written(capsys, tmp_path, channels, size, layout):
+    """The data layouts a user may bring: grey or RGB images of 28×28 (fitted: channel repeated, padded to 32×32) and
+    32×32 train end to end; 4-channel images are refused in one line naming the file and its shape, nothing written."""
+    rng = np.random.default_rng(0)
+    shape = {'NCHW': (channels, size, size), 'NHWC': (size, size, channels), 'NHW': (size, size)}[layout]
+    arrays = {'x_train': rng.integers(0, 256, (40, *shape), dtype=np.uint8), 'y_train': np.arange(40) % 4,
+              'x_test': rng.integers(0, 256, (12, *shape), dtype=np.uint8), 'y_test': np.arange(12) % 4}
+    f = tmp_path / 'images.npz'
+    np.savez(f, **arrays)
+    argv = [*FAST, '--dataset', str(f), '--retrain-epochs', '1', '--batch-size', '13', '--no-ns', '--no-dense', '--quiet']
+    if channels == 4: return refused(capsys, tmp_path, argv, 'images.npz has 4×32×32 images, which vgg cannot train on')
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); cli.main([*argv, '--out', str(tmp_path / 'out')])
+    assert list((tmp_path / 'out').glob('eb-*/results.json'))
+
+
+def test_an_out_that_cannot_hold_a_run_is_refused_in_one_line(capsys, tmp_path):
+    import os
+    f = tmp_path / 'a-file'; f.write_text('not a folder')
+    for argv in ([*FAST, '--out', str(f)], ['compare', *FAST, '--out', str(f)], ['study', 'main', '--tiny', '--out', str(f)]):
+        with pytest.raises(SystemExit) as e: cli.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f'--out {f} is a file, not a folder' in err and 'Traceback' not in err, err
+    assert f.read_text() == 'not a folder'
+    if os.geteuid() != 0:  # (root may write anywhere)
+        locked = tmp_path / 'locked'; locked.mkdir(mode=0o500)
+        with pytest.raises(SystemExit): cli.main([*FAST, '--out', str(locked / 'run')])
+        assert 'is not writable by this user' in capsys.readouterr().err

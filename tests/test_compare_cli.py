@@ -42,6 +42,21 @@ def test_recipe_protocol_retrains_every_method_as_the_recipe_says(tmp_path):
     assert '1 epochs, a fresh schedule, for every method' in r.stdout
 
 
+def test_a_ticket_that_never_emerges_is_retrained_as_network_slimming_under_the_paper_protocol(tmp_path):
+    """The rest of the schedule is empty when no ticket emerged: the command says so in one line, draws the ticket from
+    the final weights and retrains it for a fresh schedule, keeping every finished stage; the main command agrees."""
+    never = ['--arch', 'vgg11', '--width', '0.125', '--epochs', '2', '--threshold', '0.0001', '--length', '2', '--quiet']
+    out = tmp_path / 'runs'
+    r = compare(*never, '--methods', 'eb,ns', '--ratios', '0.5', '--seeds', '0', '--out', out)
+    warned = [l for l in r.stderr.splitlines() if 'warning:' in l]
+    assert any('never emerged in the 2-epoch search' in l for l in warned) and 'Traceback' not in r.stderr, r.stderr
+    assert all(l.startswith('eb-study compare: warning: ') for l in warned), warned          # one readable line each
+    df = pd.read_csv(out / 'results.csv').set_index('method')
+    assert pd.isna(df.loc['eb', 'eb_epoch']) and df.loc['eb', 'epochs'] == 2 + 2 == df.loc['ns', 'epochs']
+    main = run_script('eb-study', *never, '--retrain', 'rest', '--no-ns', '--no-dense', '--out', tmp_path / 'main')
+    assert 'never emerged' in main.stderr and 'Traceback' not in main.stderr
+
+
 @pytest.mark.parametrize('args, message', [
     (['--retrain-epochs', '2'], "the paper's protocol sets each method's retraining length"),
     (['--protocol', 'short'], "protocol must be one of ('paper', 'recipe'), got 'short'"),
