@@ -8,7 +8,7 @@ import argparse, dataclasses, os, sys, types, typing, warnings
 from pathlib import Path
 from fastcore.docments import docments
 from .ebtrain import EBConfig, eb_train
-from .rethinking import RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder
+from .rethinking import RETHINK_PRUNINGS, RethinkConfig, RethinkGrid, compare as rethink_compare, run_folder
 from .settings import Settings
 from .report import summary, table2, rethink_report
 from .studies import list_studies, run_study
@@ -18,8 +18,9 @@ from .dist import init_distributed, is_main, launched
 from .train import resolve_device
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SKIP', 'add_dataclass_options', 'from_options', 'train_command', 'rethink_command', 'compare_command',
-           'StudyOptions', 'study_command', 'arg_parser', 'main', 'rethinking_main']
+__all__ = ['TITLES', 'CHOICES', 'OUT_HELP', 'COMMANDS', 'SKIP', 'add_dataclass_options', 'from_options', 'train_command',
+           'rethink_command', 'compare_command', 'StudyOptions', 'study_command', 'arg_parser', 'main',
+           'rethinking_main']
 
 # %% ../nbs/10_cli.ipynb #7eaa7021
 def _converter(tp):
@@ -41,16 +42,23 @@ def _converter(tp):
         return values
     return tp
 
+TITLES = {'CompareGrid': 'Grid', 'RethinkGrid': 'Grid', 'ExecutorConfig': 'Where the jobs run', 'StudyOptions': 'Study'}  # sections in the user's words
+CHOICES = {'methods': lambda: METHODS, 'prunings': lambda: RETHINK_PRUNINGS}  # options whose values are names: listed in their help
+
 def _options(parser: argparse.ArgumentParser, cls, names, skip) -> None:
     hints, docs = typing.get_type_hints(cls), docments(cls)
-    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or '').strip())
-    for f in dataclasses.fields(cls):
-        if f.name in skip or f.name not in names: continue
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip and f.name in names]
+    if not fields: return  # a group whose every field the sub-command sets itself: no empty section
+    group = parser.add_argument_group(TITLES.get(cls.__name__, cls.__name__), (cls.__doc__ or '').strip())
+    for f in fields:
         conv, default = _converter(hints[f.name]), f.default
         shown = ','.join(map(str, default)) if isinstance(default, tuple) else default
-        text = f"{docs.get(f.name) or ''} (default: {shown})".replace('%', '%%')  # argparse formats help with %
+        named = f"; one or more of: {', '.join(CHOICES[f.name]())}" if f.name in CHOICES else ''
+        text = f"{docs.get(f.name) or ''}{named} (default: {shown})".replace('%', '%%')  # argparse formats help with %
         kw = dict(dest=f.name, default=default, help=text)
-        if conv is None: group.add_argument('--' + f.name.replace('_', '-'), action=argparse.BooleanOptionalAction, **kw)
+        flag = conv is None and default is False and not issubclass(cls, Settings)  # a switch of the command, not a setting
+        if flag: group.add_argument('--' + f.name.replace('_', '-'), action='store_true', dest=f.name, help=text)
+        elif conv is None: group.add_argument('--' + f.name.replace('_', '-'), action=argparse.BooleanOptionalAction, **kw)
         else: group.add_argument('--' + f.name.replace('_', '-'), type=conv, metavar=f.name.upper(), **kw)
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls,
@@ -66,9 +74,14 @@ def from_options(cls, ns: argparse.Namespace, skip=()):
     return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if f.name not in skip})
 
 # %% ../nbs/10_cli.ipynb #5e0abe27
-def _run_options(parser: argparse.ArgumentParser) -> None:
+OUT_HELP = {'train': "where the stage folders and the run's summary go (default: runs/)",
+            'compare': "where the stage folders, results.csv and compare.json go (default: runs/compare)",
+            'rethink': "where the stage folders, rethink.csv and rethink.json go (default: runs/rethinking)",
+            'study': "where the study's results files go (default: results/STUDY); its stage folders go under --runs"}
+
+def _run_options(parser: argparse.ArgumentParser, name: str = 'train') -> None:
     g = parser.add_argument_group('running')
-    g.add_argument('--out', default=None, help="where the run folders go (default: runs/)")
+    g.add_argument('--out', default=None, help=OUT_HELP[name])
     g.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu' or 'cuda' (default: auto)")
     g.add_argument('--quiet', action='store_true', help="no progress bars (they are off anyway when stderr is not a terminal)")
     g.add_argument('--download', action='store_true', help="let torchvision download CIFAR-10/100 (needs internet)")
@@ -115,7 +128,7 @@ class StudyOptions:
     study: str | None = None  # the study to run, a name from --list; also the first argument: eb-study study table2
     list: bool = False  # name every study, its notebook and claim, and stop
     tiny: bool = False  # the tiny configuration: minutes on a CPU, the mechanics, not the science
-    runs: str | None = None  # where the stage folders go (default: runs/STUDY); --out: where the results files go (default: results/STUDY)
+    runs: str | None = None  # where the stage folders go (default: OUT/runs when --out is given, else runs/STUDY)
 
 def study_command(opts: StudyOptions, ex: ExecutorConfig = ExecutorConfig(), out=None, device='auto', quiet=False, download=False):
     "Run a declared study (its grid's jobs on `ex`) and write the results files its notebook reads; or list the studies."
@@ -142,10 +155,12 @@ def arg_parser(name: str = 'train', prog: str | None = None) -> argparse.Argumen
     "The argument parser of sub-command `name`: the fields of its configuration dataclasses and the running options."
     classes, _, doc = COMMANDS[name]
     others = ', '.join(f"'eb-study {k}'" for k in COMMANDS if k != 'train')
-    p = argparse.ArgumentParser(prog=prog or ('eb-study' if name == 'train' else f'eb-study {name}'),
-                                description=doc + ('' if name != 'train' else f". Other sub-commands: {others}."))
+    prog = prog or ('eb-study' if name == 'train' else f'eb-study {name}')
+    usage = f"{prog} [{' | '.join(COMMANDS)}] [options]" if name == 'train' else f"{prog} [options]"
+    p = argparse.ArgumentParser(prog=prog, usage=usage,
+                                description=doc + ('' if name != 'train' else f". Other sub-commands: {others} (each with --help)."))
     for cls in classes: add_dataclass_options(p, cls, SKIP.get((name, cls), ()))
-    _run_options(p)
+    _run_options(p, name)
     return p
 
 # %% ../nbs/10_cli.ipynb #f3b7a5b2

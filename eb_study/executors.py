@@ -21,7 +21,7 @@ class ExecutorConfig:
     "Where the jobs of a comparison grid run."
     executor: str = 'local'  # 'local' (this process, one job after another; with `workers`, that many processes), 'ray' (a Ray cluster) or 'slurm' (through submitit)
     ray_address: str | None = None  # Ray: a running cluster's address ('auto', 'ray://head:10001'); none: start one on this machine
-    workers: int | None = None  # Ray, started here: its CPUs, so workers // cpus_per_job jobs at once (none: all cores)
+    workers: int | None = None  # local: that many worker processes at once (none: one job after another in this process); Ray started here: its CPUs, so workers // cpus_per_job jobs at once (none: all cores)
     cpus_per_job: int = 1  # CPUs each job asks for (Ray, SLURM)
     gpus_per_job: float = 0.0  # GPUs each job asks for; Ray can share one GPU between jobs (0.5), SLURM rounds up
     partition: str | None = None  # SLURM: the partition (none: the cluster's default)
@@ -166,6 +166,7 @@ def run_phases(pool, phases: list[list],  # the units, phase by phase; a unit is
                needs: Callable[[object, object], bool] = lambda later, earlier: True,  # whether `later` starts from `earlier`'s output
                stale: Callable[[list], list] | None = None,  # after a phase: the finished units its rerun units made stale
                log: Callable[[str], None] = print, noun: str = 'jobs',
+               describe: Callable[[object], str] = str,  # a unit in the user's words, for progress lines and errors
               ) -> dict:
     "Run `fn(*call(unit))` for every unit of every phase not in `done`, on `pool`, phase by phase; every unit's result (None ones left out)."
     results, failed, skipped, first, ran = dict(done or {}), {}, [], None, 0
@@ -178,13 +179,13 @@ def run_phases(pool, phases: list[list],  # the units, phase by phase; a unit is
             ran += 1
             if err is not None: failed[u], first = _reason(err), first or err
             elif res is not None: results[u] = res; write(results)
-            log(f"[{i}/{len(todo)}] {u}: {'FAILED' if err is not None else _ended(res)}")
+            log(f"[{i}/{len(todo)}] {describe(u)}: {'FAILED' if err is not None else _ended(res)}")
         if stale and k < len(phases) - 1:
             old = [v for v in stale([u for u in todo if u not in failed]) if v in results]
             for v in old: del results[v]
             if old: write(results)
     if failed or skipped:
-        lines = [f"{u}: {why}" for u, why in failed.items()] + [f"{u}: not run, a stage it starts from failed" for u in skipped]
+        lines = [f"{describe(u)}: {why}" for u, why in failed.items()] + [f"{describe(u)}: not run, a stage it starts from failed" for u in skipped]
         raise GridError(f"{len(failed)} of {ran} {noun} failed" + (f" and {len(skipped)} could not run" if skipped else '')
                         + " (the others are kept; run again to retry):\n  " + '\n  '.join(lines)) from first
     return results

@@ -45,12 +45,13 @@ def _stage_rows(res: dict) -> list[str]:
     return rows
 
 def _versus(res: dict, key: str, fmt, better: str = 'saved') -> str:
-    "EB Train's figure `key`, then network slimming's and the dense baseline's, each with EB Train's ratio to it."
-    eb = res[f'{key}_eb']
+    "EB Train's figure `key`, then network slimming's and the dense baseline's, each with how many times less (or more) EB Train's is."
+    eb, worse = res[f'{key}_eb'], {'saved': 'more', 'speed-up': 'slower'}[better]
     out = f"EB Train {fmt(eb)}"
     for label, k in (('NS', f'{key}_ns'), ('dense', f'{key}_dense')):
         v = res.get(k)
-        if v is not None: out += f"   {label} {fmt(v)} ({v / eb:.2f}x {better})" if eb else f"   {label} {fmt(v)}"
+        if v is None: continue
+        out += f"   {label} {fmt(v)}" + ('' if not eb or not v else f" ({v / eb:.2f}x {better})" if v >= eb else f" ({eb / v:.2f}x {worse})")
     return out
 
 def summary(res: dict) -> str:
@@ -82,6 +83,9 @@ def summary(res: dict) -> str:
     if res.get('epoch_s_dense'):
         lines.append(f"  epoch time           ticket {res['epoch_s_ticket']:.2f} s   dense {res['epoch_s_dense']:.2f} s"
                      f" ({ratio(res['epoch_s_dense'], res['epoch_s_ticket'])} faster, for {ratio(res['flops_before'], res['flops_after'])} fewer FLOPs)")
+    if res['flops_after'] >= res['flops_before']:
+        lines.append(f"  note                 the ticket keeps every channel (each layer rounded up to a multiple of {res.get('round_to', 8)}"
+                     " channels at this width): nothing was pruned; a narrower rounding (--round-to 1) or a larger ratio prunes")
     lines += [*_stage_rows(res), f"  run folder           {res['out']}"]
     return '\n'.join(lines)
 

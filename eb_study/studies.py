@@ -5,6 +5,7 @@
 # %% ../nbs/14b_studies.ipynb #01d427fd
 from __future__ import annotations
 import dataclasses, hashlib, json, math, os, subprocess, time
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,9 +28,9 @@ from .train import TrainConfig, RecordScales, Snapshot, fit_stage, resolve_devic
 # %% auto #0
 __all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'SCALE_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data',
            'package_commit', 'study_key', 'read_rows', 'run_units', 'logged', 'cifar_searches', 'search_name',
-           'rethink_unit', 'rethink_units', 'lowprec_variants', 'table2_cells', 'table2_unit', 'table2_units',
-           'scale_cells', 'scale_point', 'machine', 'scale_unit', 'point_name', 'scale_units', 'run_results',
-           'run_study', 'list_studies']
+           'rethink_unit', 'rethink_unit_name', 'rethink_units', 'lowprec_variants', 'table2_cells', 'table2_unit',
+           'table2_unit_name', 'table2_units', 'scale_cells', 'scale_point', 'machine', 'scale_unit', 'point_name',
+           'scale_unit_name', 'scale_units', 'run_results', 'run_study', 'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
               write: Callable[[dict], None],  # called with every unit's rows so far, as each unit ends
               needs: Callable[[tuple, tuple], bool] = lambda later, earlier: True,  # whether a unit starts from an earlier phase's unit
               records: Callable[[tuple], tuple[Path, Path]] | None = None,  # a shared unit's committed summary and stage folder
+              describe: Callable[[tuple], str] = str,  # a unit in the user's words
              ) -> dict:
     "Run the units of a study not in `done` on `ex`'s pool through the one runner (`run_phases`), writing the results as each ends; every unit's rows."
     committed = {u: logged(records(u)[0]) for phase in phases[:-1] for u in phase} if records else {}  # before anything runs
@@ -94,11 +96,11 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
         changed = [u for u in ran if u in committed and logged(records(u)[1]) != committed[u]]
         old = [v for v in done if any(needs(v, u) for u in changed)]
         if old: print(f"{len(old)} finished rows start from a shared stage that reran unlike its committed record "
-                      f"({', '.join(map(str, changed))}: another machine, or none committed): they run again", flush=True)
+                      f"({', '.join(map(describe, changed))}: another machine, or none committed): they run again", flush=True)
         return old
     with pool_for(ex, runs) as pool:
         return run_phases(pool, phases, fn, lambda u: (c, str(runs), device, *u), done, write, needs,
-                          stale if records else None, log=lambda line: print(line, flush=True), noun='units')
+                          stale if records else None, log=lambda line: print(line, flush=True), noun='units', describe=describe)
 
 def logged(summary: Path) -> str | None:
     "A committed stage summary's log without its timings: what the same code reproduces exactly on the same machine (None: none)."
@@ -151,6 +153,11 @@ def rethink_unit(c: dict, runs: str, device: str, kind: str, seed: int, lr: floa
     rows = [r for p in g['prunings'] for r in cell_rows(dataclasses.replace(cfg, budget=g['budget']), p, ratio, seed, lr, runs, device)]
     return [dict(r, grid=grid, budget=g['budget'], study=study_key(c), commit=package_commit()) for r in rows]
 
+def rethink_unit_name(u: tuple) -> str:
+    "A unit of the rethinking study in words: 'dense seed 0 lr 0.1', 'dense seed 0 lr 0.1, 160 epochs', 'unstructured p=0.8 seed 0 lr 0.01'."
+    if u[0] == 'dense': return f"dense seed {u[1]} lr {u[2]:g}" + (f", {u[5]} epochs" if len(u) > 3 else '')
+    return f"{u[3]} p={u[4]:g} seed {u[1]} lr {u[2]:g}"
+
 def rethink_units(c: dict) -> list[list[tuple]]:
     "The rethinking study's units in two phases: the dense networks (and the convergence check's), then the cells."
     dense = [('dense', s, lr) for s in c['seeds'] for lr in c['lrs']]
@@ -193,7 +200,7 @@ def _rethinking(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> d
     def records(u):  # a dense unit's committed summary and stage folder
         e = u[5] if len(u) > 3 else c['recipe'].epochs
         return out / 'dense' / f'lr{u[2]:g}-epochs{e}-seed{u[1]}', dense_dir(Recipe.of(c['recipe'], seed=u[1], lr=u[2], epochs=e), runs, create=False)
-    write(run_units(phases, rethink_unit, c, runs, ex, device, done, write, needs, records))
+    write(run_units(phases, rethink_unit, c, runs, ex, device, done, write, needs, records, describe=rethink_unit_name))
     return {}
 
 def _converged(c: dict, out: Path, u: tuple) -> bool:
@@ -257,6 +264,14 @@ def table2_unit(c: dict, runs: str, device: str, kind: str, variant: str, seed: 
             if at is None: return None  # no ticket emerged: no such draw
         return dict(draw_at(cells, seed, ratio, at), ratio=ratio, seed=seed, variant=variant, draw=str(epoch), **mark)
     raise ValueError(f"unknown unit kind {kind!r}")
+
+def table2_unit_name(u: tuple) -> str:
+    "A unit of the table2 study in words: 'dense seed 0', 'search lr 0.5 seed 1', 'eb p=0.5 seed 2', 'draw at epoch 5, p=0.3 seed 0'."
+    kind, variant, seed, *rest = u
+    on = '' if variant == TABLE2_STANDARD else f" ({variant})"
+    if kind in SHARED or kind == 'search': return f"{kind} seed {seed}{on}"
+    if kind == 'cell': return f"{rest[0]} p={rest[1]:g} seed {seed}"
+    return f"draw at {'the EB epoch' if rest[2] == 'eb' else f'epoch {rest[2]}'}, p={rest[1]:g} seed {seed}{on}"
 
 def table2_units(c: dict) -> list[list[tuple]]:
     "The study's units (`table2_unit` arguments after c, runs, device) in two phases: the shared stages, then what starts from them."
@@ -349,7 +364,7 @@ def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     print(f"table2: {len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
     write = lambda r: (_table2_files(c, out, r), _table2_summaries(c, out, runs))
     rows = run_units([_needed(shared, pending), rest], table2_unit, c, runs, ex, device, done, write, _starts_from,
-                     lambda u: _table2_records(c, out, runs, u))
+                     lambda u: _table2_records(c, out, runs, u), describe=table2_unit_name)
     write(rows)  # (the summaries are written only with rows: never before the finished rows are checked against them)
     return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
 
@@ -388,6 +403,11 @@ def scale_unit(c: dict, runs: str, device: str, kind: str, width: float, epochs:
             'study': study_key(c), 'commit': package_commit(), 'machine': machine(cells.device)}
 
 def point_name(width: float, epochs: int) -> str: return f'w{width:g}-T{epochs}'
+
+def scale_unit_name(u: tuple) -> str:
+    "A unit of the scale study in words: 'dense seed 0 (width 1/8, T = 160)', 'eb p=0.5 seed 1 (width 1/4, T = 80)'."
+    at = f"(width {Fraction(u[1]).limit_denominator(64)}, T = {u[2]})"
+    return f"{u[0]} seed {u[3]} {at}" if u[0] != 'cell' else f"{u[4]} p={u[5]:g} seed {u[3]} {at}"
 
 def scale_units(c: dict, point: dict) -> list[list[tuple]]:
     "A point's units in two phases: the dense network and the search of each seed, then its cells, seed by seed."
@@ -440,7 +460,7 @@ def _scale(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
                 summary, d = records(u)
                 if (d / FILES.result).exists(): save_summary(d, summary)
         try: done = run_units([shared, cells], scale_unit, c, runs, ex, device, done, write,
-                              lambda v, s: v[1:4] == s[1:4], records)
+                              lambda v, s: v[1:4] == s[1:4], records, describe=scale_unit_name)
         except GridError as e: failed.append(str(e)); done = _scale_finished(c, out)  # what finished is on disk; the next points still run
     _scale_files(out, done)
     if failed: raise GridError('\n'.join(failed))
@@ -541,15 +561,17 @@ STUDIES = {s.name: s for s in (
 # %% ../nbs/14b_studies.ipynb #bba5b655
 def run_study(name: str,  # a key of `STUDIES`
               out: str | Path | None = None,  # where the results files go (default: results/NAME)
-              runs: str | Path | None = None,  # where the stage folders go (default: runs/NAME)
+              runs: str | Path | None = None,  # where the stage folders go (default: OUT/runs when `out` is given, else runs/NAME)
               tiny: bool = False,  # the tiny configuration (tests) instead of the full one
               ex: ExecutorConfig = ExecutorConfig(),  # where a grid's jobs run
               device: str = 'cpu',
              ) -> Path:
     "Run study `name` (resuming whatever is done) and write its results files and `config.json` into `out`; returns `out`."
     if name not in STUDIES: raise ValueError(f"unknown study {name!r}; valid names: {', '.join(STUDIES)}")
+    out_given = out is not None
     s = STUDIES[name]
-    out, runs = Path(out or Path('results') / name), Path(runs or Path('runs') / name)
+    out = Path(out or Path('results') / name).absolute()  # everything a study writes, under the root the user names:
+    runs = Path(runs or (out / 'runs' if out_given else Path('runs') / name)).absolute()  # its stage folders
     c = s.tiny(runs) if tiny else s.full()
     out.mkdir(parents=True, exist_ok=True)
     t0, package = time.perf_counter(), provenance()  # the code that starts is the code that runs
