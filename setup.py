@@ -34,6 +34,7 @@ setuptools.setup(
     extras_require={'dev': shlex.split(cfg.get('dev_requirements', '')),
                     'lightning': shlex.split(cfg.get('lightning_requirements', '')),  # eb_study.integrations.lightning
                     'hf': shlex.split(cfg.get('hf_requirements', '')),  # eb_study.integrations.hf
+                    'tensorboard': shlex.split(cfg.get('tensorboard_requirements', '')),  # eb-study --log tensorboard
                     'ray': shlex.split(cfg.get('ray_requirements', '')),  # eb-study compare --executor ray
                     'slurm': shlex.split(cfg.get('slurm_requirements', '')),  # eb-study compare --executor slurm (submitit)
                     'docs': shlex.split(cfg.get('docs_requirements', ''))},  # the documentation site

@@ -85,6 +85,9 @@ def _run_options(parser: argparse.ArgumentParser, name: str = 'train') -> None:
     g.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu' or 'cuda' (default: auto)")
     g.add_argument('--quiet', action='store_true', help="no progress bars (they are off anyway when stderr is not a terminal)")
     g.add_argument('--download', action='store_true', help="let torchvision download CIFAR-10/100 (needs internet)")
+    g.add_argument('--log', default='none', choices=('none', 'tensorboard'),
+                   help="tensorboard: every training stage also writes TensorBoard event files into its folder (tb/); "
+                        "watch with: tensorboard --logdir OUT (needs pip install 'eb_study[tensorboard]') (default: none)")
     g.add_argument('--dist-backend', default='auto', choices=('auto', 'nccl', 'gloo'),
                    help="under torchrun: the process group's backend; auto: NCCL on GPUs, gloo on the CPU (default: auto)")
 
@@ -174,8 +177,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     classes, func, _ = COMMANDS[name]
     shown = warnings.showwarning  # the library's warnings as one line each, in the user's words
     warnings.showwarning = lambda message, *a, **k: print(f"{p.prog}: warning: {message}", file=sys.stderr)
+    logged = os.environ.get('EB_STUDY_LOG')
     try:
         _check_out(ns.out)
+        if ns.log == 'tensorboard':
+            try: import torch.utils.tensorboard  # noqa: F401 (checked before anything runs)
+            except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install 'eb_study[tensorboard]'") from None
+        os.environ['EB_STUDY_LOG'] = ns.log  # every stage, in this process and in the workers it starts (`train.logging_hooks`)
         device = ns.device
         if launched():  # started by torchrun: one run on several processes (`eb_study.dist`)
             if name != 'train': raise ValueError(f"only 'eb-study train' runs on several processes, not 'eb-study {name}'")
@@ -185,7 +193,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except (ValueError, FileNotFoundError, FloatingPointError, ImportError, GridError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
-    finally: warnings.showwarning = shown
+    finally:
+        warnings.showwarning = shown
+        if logged is None: os.environ.pop('EB_STUDY_LOG', None)
+        else: os.environ['EB_STUDY_LOG'] = logged
 
 def _check_out(out) -> None:
     "Refuse an --out that cannot hold a run: an existing file, or a folder (or the nearest existing parent) this user may not write."

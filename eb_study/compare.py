@@ -347,7 +347,8 @@ def compare(cfg: EBConfig,  # the recipe: data, model, schedule, EB search and r
     grid_context(cfg, grid, root, 'cpu', download=download)  # the recipe, data and model are valid; any download happens once, here
     shared, cells = grid_jobs(grid)
     with pool_for(ex, root) as pool:  # (in this process the jobs show progress bars; elsewhere they read the data downloaded here)
-        rows = run_phases(pool, [shared, cells], grid_job, lambda job: (cfg, grid, str(root), job, device, progress and inline), log=log)
+        rows = run_phases(pool, [shared, cells], grid_job, lambda job: (cfg, grid, str(root), job, device, progress and inline), log=log,
+                          progress=root / 'progress.txt')
     return write_results([rows[job] for job in cells], cfg, grid, root)
 
 # %% ../nbs/14_compare.ipynb #58e34b43

@@ -4,10 +4,11 @@
 
 # %% ../nbs/14a_executors.ipynb #4b4621e3
 from __future__ import annotations
-import contextlib, math, re, shutil
+import contextlib, math, re, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+from .store import atomic_write
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'ExecutorConfig', 'Resumable', 'RayPool', 'SlurmPool', 'LocalPool', 'InlinePool', 'open_pool',
@@ -158,6 +159,11 @@ def pool_for(ex: ExecutorConfig, root: Path):
 def _ended(res) -> str:
     return f"acc {100 * res['acc']:.2f}%" if isinstance(res, dict) and 'acc' in res else 'done'
 
+def _hms(s: float) -> str:
+    "Seconds as '12s', '3m05s' or '1h02m'."
+    s = int(round(s))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
 def run_phases(pool, phases: list[list],  # the units, phase by phase; a unit is any hashable description of a job
                fn: Callable,  # the job function, importable by a worker (module level)
                call: Callable[[object], tuple],  # a unit -> `fn`'s arguments
@@ -167,19 +173,27 @@ def run_phases(pool, phases: list[list],  # the units, phase by phase; a unit is
                stale: Callable[[list], list] | None = None,  # after a phase: the finished units its rerun units made stale
                log: Callable[[str], None] = print, noun: str = 'jobs',
                describe: Callable[[object], str] = str,  # a unit in the user's words, for progress lines and errors
+               progress: Path | None = None,  # a file that always holds the latest progress line (for a second terminal)
               ) -> dict:
     "Run `fn(*call(unit))` for every unit of every phase not in `done`, on `pool`, phase by phase; every unit's result (None ones left out)."
     results, failed, skipped, first, ran = dict(done or {}), {}, [], None, 0
+    total, t0 = len({u for phase in phases for u in phase if u not in results}), time.monotonic()
+    def report(line: str):
+        elapsed = time.monotonic() - t0
+        left = f", about {_hms(elapsed / ran * (total - ran))} left" if ran < total else ''
+        line = f"[{ran}/{total}] {line} | {len(failed)} failed | {_hms(elapsed)} elapsed{left}"
+        log(line)
+        if progress is not None: atomic_write(progress, (line + '\n').encode())
     for k, phase in enumerate(phases):
         todo = [u for u in phase if u not in results]
         cut = [u for u in todo if any(needs(u, f) for f in failed)]
         skipped += cut
         todo = [u for u in todo if u not in cut]
-        for i, (u, res, err) in enumerate(pool.map(fn, {u: call(u) for u in todo}), 1):
+        for u, res, err in pool.map(fn, {u: call(u) for u in todo}):
             ran += 1
             if err is not None: failed[u], first = _reason(err), first or err
             elif res is not None: results[u] = res; write(results)
-            log(f"[{i}/{len(todo)}] {describe(u)}: {'FAILED' if err is not None else _ended(res)}")
+            report(f"{describe(u)}: {'FAILED' if err is not None else _ended(res)}")
         if stale and k < len(phases) - 1:
             old = [v for v in stale([u for u in todo if u not in failed]) if v in results]
             for v in old: del results[v]

@@ -89,6 +89,7 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
               needs: Callable[[tuple, tuple], bool] = lambda later, earlier: True,  # whether a unit starts from an earlier phase's unit
               records: Callable[[tuple], tuple[Path, Path]] | None = None,  # a shared unit's committed summary and stage folder
               describe: Callable[[tuple], str] = str,  # a unit in the user's words
+              progress: Path | None = None,  # the file that holds the study's latest progress line
              ) -> dict:
     "Run the units of a study not in `done` on `ex`'s pool through the one runner (`run_phases`), writing the results as each ends; every unit's rows."
     committed = {u: logged(records(u)[0]) for phase in phases[:-1] for u in phase} if records else {}  # before anything runs
@@ -100,7 +101,8 @@ def run_units(phases: list[list[tuple]],  # the study's units (argument tuples o
         return old
     with pool_for(ex, runs) as pool:
         return run_phases(pool, phases, fn, lambda u: (c, str(runs), device, *u), done, write, needs,
-                          stale if records else None, log=lambda line: print(line, flush=True), noun='units', describe=describe)
+                          stale if records else None, log=lambda line: print(line, flush=True), noun='units', describe=describe,
+                          progress=progress)
 
 def logged(summary: Path) -> str | None:
     "A committed stage summary's log without its timings: what the same code reproduces exactly on the same machine (None: none)."
@@ -200,7 +202,8 @@ def _rethinking(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> d
     def records(u):  # a dense unit's committed summary and stage folder
         e = u[5] if len(u) > 3 else c['recipe'].epochs
         return out / 'dense' / f'lr{u[2]:g}-epochs{e}-seed{u[1]}', dense_dir(Recipe.of(c['recipe'], seed=u[1], lr=u[2], epochs=e), runs, create=False)
-    write(run_units(phases, rethink_unit, c, runs, ex, device, done, write, needs, records, describe=rethink_unit_name))
+    write(run_units(phases, rethink_unit, c, runs, ex, device, done, write, needs, records, describe=rethink_unit_name,
+                    progress=out / 'progress.txt'))
     return {}
 
 def _converged(c: dict, out: Path, u: tuple) -> bool:
@@ -364,7 +367,7 @@ def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
     print(f"table2: {len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
     write = lambda r: (_table2_files(c, out, r), _table2_summaries(c, out, runs))
     rows = run_units([_needed(shared, pending), rest], table2_unit, c, runs, ex, device, done, write, _starts_from,
-                     lambda u: _table2_records(c, out, runs, u), describe=table2_unit_name)
+                     lambda u: _table2_records(c, out, runs, u), describe=table2_unit_name, progress=out / 'progress.txt')
     write(rows)  # (the summaries are written only with rows: never before the finished rows are checked against them)
     return dict(steps_per_epoch=len(table2_cells(c, TABLE2_STANDARD, runs).loaders(c['seeds'][0])[0]), protocol='paper')
 
@@ -460,7 +463,7 @@ def _scale(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
                 summary, d = records(u)
                 if (d / FILES.result).exists(): save_summary(d, summary)
         try: done = run_units([shared, cells], scale_unit, c, runs, ex, device, done, write,
-                              lambda v, s: v[1:4] == s[1:4], records, describe=scale_unit_name)
+                              lambda v, s: v[1:4] == s[1:4], records, describe=scale_unit_name, progress=out / 'progress.txt')
         except GridError as e: failed.append(str(e)); done = _scale_finished(c, out)  # what finished is on disk; the next points still run
     _scale_files(out, done)
     if failed: raise GridError('\n'.join(failed))

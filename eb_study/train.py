@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #08b54a21
 from __future__ import annotations
-import contextlib, dataclasses, math, time
+import contextlib, dataclasses, math, os, time
 try: import fcntl  # POSIX file locks: one process trains a stage (`stage_lock`)
 except ImportError: fcntl = None
 from dataclasses import dataclass
@@ -22,8 +22,8 @@ from .settings import Training
 from .sparse import strip_masks
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'RecordScales', 'Snapshot', 'resolve_device',
-           'StageResult', 'stage_lock', 'fit_stage', 'check_run_folder']
+__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'stage_name', 'TensorBoardLog', 'logging_hooks',
+           'RecordScales', 'Snapshot', 'resolve_device', 'StageResult', 'stage_lock', 'fit_stage', 'check_run_folder']
 
 # %% ../nbs/07_train.ipynb #31f36685
 @dataclass
@@ -59,6 +59,7 @@ class Hook:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, sd: dict) -> None: pass
     def summary(self, trainer: Trainer) -> dict: return {}  # what this hook adds to a stage's result.json
+    checkpointed = True  # its state is part of a checkpoint; False: an observer (a logger) a run may gain or lose between resumes
 
 class BNSparsity(Hook):
     "Network slimming's L1 sub-gradient `s·sign(γ)` on every BN scale, added after each backward pass."
@@ -94,6 +95,9 @@ class Trainer:
     def ckpt_path(self) -> Path | None: return self.run_dir / FILES.checkpoint if self.run_dir else None
     @property
     def done(self) -> bool: return self.stopped or self.epoch >= self.cfg.epochs
+
+    @property
+    def _kept(self) -> list: return [h for h in self.hooks if getattr(h, 'checkpointed', True)]  # the hooks a checkpoint holds
 
     def _call(self, event: str) -> list:
         return [getattr(h, event)(self) for h in self.hooks if hasattr(h, event)]
@@ -151,7 +155,7 @@ def evaluate(self: Trainer, dl=None) -> tuple[float, float]:
 def state_dict(self: Trainer) -> dict:
     "Everything the next epoch depends on: weights, optimiser, history, hook states, the configuration."
     return dict(model=self.model.state_dict(), opt=self.opt.state_dict(), epoch=self.epoch, history=self.history,
-                stopped=self.stopped, hooks=[h.state_dict() if hasattr(h, 'state_dict') else {} for h in self.hooks],
+                stopped=self.stopped, hooks=[h.state_dict() if hasattr(h, 'state_dict') else {} for h in self._kept],
                 cfg=dataclasses.asdict(self.cfg))
 
 @patch
@@ -163,9 +167,9 @@ def load_state_dict(self: Trainer, sd: dict) -> None:
                          f"use another run folder")
     self.model.load_state_dict(sd['model']); self.opt.load_state_dict(sd['opt'])
     self.epoch, self.history, self.stopped = sd['epoch'], list(sd['history']), sd['stopped']
-    if len(sd['hooks']) != len(self.hooks): raise ValueError(f"checkpoint {self.ckpt_path} has state for "
-                                                             f"{len(sd['hooks'])} hooks, this trainer has {len(self.hooks)}")
-    for h, hs in zip(self.hooks, sd['hooks']):
+    if len(sd['hooks']) != len(self._kept): raise ValueError(f"checkpoint {self.ckpt_path} has state for "
+                                                             f"{len(sd['hooks'])} hooks, this trainer has {len(self._kept)}")
+    for h, hs in zip(self._kept, sd['hooks']):
         if hasattr(h, 'load_state_dict'): h.load_state_dict(hs)
 
 def log_text(history: list[dict]) -> str:
@@ -205,6 +209,53 @@ def fit(self: Trainer) -> list[dict]:
     bar.close()
     self._call('after_fit')
     return self.history
+
+# %% ../nbs/07_train.ipynb #e8a7106e
+def stage_name(d: Path) -> str:
+    "What the stage in folder `d` is, in words: its kind and the settings (its own and its parents') in its spec, with its hash."
+    fields, p, kind = {}, Path(d), None
+    while p is not None and (p / FILES.spec).exists():
+        spec = load_json(p / FILES.spec)
+        kind = kind or spec['stage']
+        fields = {**{k: v for k, v in spec.items() if k not in ('stage', 'parent', 'dataset')}, **fields}  # the nearest stage's value wins
+        p = p.parent / spec['parent'] if spec.get('parent') else None
+    show = lambda v: ','.join(map(str, v)) if isinstance(v, list) else str(v)
+    return ' '.join([kind or Path(d).name, *(f"{k}={show(v)}" for k, v in sorted(fields.items()))]) + f" ({Path(d).name.rsplit('-', 1)[-1][:6]})"
+
+class TensorBoardLog(Hook):
+    "Engine hook: a stage's training as TensorBoard event files in `tb/<stage name>/` of its folder (rank 0 writes)."
+    checkpointed = False  # an observer: a resumed run may add or drop it
+    def __init__(self, below: float = 1e-2): self.below, self.w = below, None  # γ counted as pruned below `below`
+
+    def before_fit(self, t: Trainer):
+        if t.run_dir is None or not is_main(): return
+        try: from torch.utils.tensorboard import SummaryWriter
+        except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install 'eb_study[tensorboard]'") from None
+        self.w = SummaryWriter(str(t.run_dir / 'tb' / stage_name(t.run_dir).replace('/', '∕')), purge_step=t.epoch + 1 if t.epoch else None)
+
+    def after_epoch(self, t: Trainer):
+        if self.w is None: return
+        h, w = t.history[-1], self.w
+        for k in ('train_loss', 'train_acc', 'test_loss', 'test_acc', 'lr'): w.add_scalar(k, h[k], h['epoch'])
+        g = torch.cat([s.detach().abs().float().cpu() for s in bn_scales(t.model).values()]) if bn_scales(t.model) else None
+        if g is not None:
+            w.add_scalar('bn/l1_term', t.cfg.sparsity * float(g.sum()), h['epoch'])
+            w.add_scalar(f'bn/fraction_below_{self.below:g}', float((g < self.below).float().mean()), h['epoch'])
+            w.add_histogram('bn/gamma', g, h['epoch'])
+        for hook in t.hooks:  # an EB search watching this run: its queues' largest distance, and each ticket's emergence
+            for r, q in getattr(getattr(hook, 'eb', None), 'queues', {}).items():
+                if q.history and not math.isnan(q.history[-1]): w.add_scalar(f'eb/max_distance_p{r:g}', q.history[-1], h['epoch'])
+                if q.emerged_at == q.steps: w.add_text('eb', f"p={r:g}: the ticket emerged at epoch {h['epoch']}", h['epoch'])
+        w.flush()
+
+    def after_fit(self, t: Trainer):
+        if self.w is not None: self.w.close(); self.w = None
+
+def logging_hooks() -> list:
+    "The observer hooks `EB_STUDY_LOG` asks for ('tensorboard', or none): `fit_stage` adds them to every stage."
+    how = os.environ.get('EB_STUDY_LOG', '')
+    if how not in ('', 'none', 'tensorboard'): raise ValueError(f"EB_STUDY_LOG (--log) must be 'none' or 'tensorboard', got {how!r}")
+    return [TensorBoardLog()] if how == 'tensorboard' else []
 
 # %% ../nbs/07_train.ipynb #a897d6a9
 class RecordScales(Hook):
@@ -275,7 +326,7 @@ def fit_stage(d: Path,  # the stage's folder: checkpoint.pt, log.csv, model.pt, 
               start_epoch: int = 0,  # start the schedule at this epoch (a continued schedule)
              ) -> dict:
     "Train `model` in stage folder `d` (resuming); write its weights (`model.pt`) and `result.json`. A finished stage is read, not retrained; one being trained by another process is waited for, then read."
-    d = Path(d)
+    d, hooks = Path(d), [*hooks, *logging_hooks()]
     if (d / FILES.result).exists(): return _finished(d, model)
     with stage_lock(d):
         if (d / FILES.result).exists(): return _finished(d, model)  # another process trained it while this one waited

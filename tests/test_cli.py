@@ -196,3 +196,24 @@ def test_cifar_without_data_asks_for_download(tmp_path):
                  env={**os.environ, 'EB_STUDY_DATA': str(tmp_path / 'empty')})
     clean_error(r, 'download', str(tmp_path / 'empty'))
     assert not (tmp_path / 'empty').exists() or not any((tmp_path / 'empty').iterdir())  # nothing fetched
+
+
+def test_log_tensorboard_writes_every_stage_as_event_files_equal_to_its_log(tmp_path):
+    """`eb-study --log tensorboard`: each training stage's events, read back with TensorBoard's own reader, hold the
+    scalars of its log.csv, under a run named by what the stage is."""
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / 'runs'
+    eb_study(*QUICK, '--epochs', 3, '--retrain_epochs', 2, '--length', 2, '--log', 'tensorboard', '--out', out)
+    stages = sorted(p.parent for p in out.glob('*/log.csv'))
+    assert {p.name.split('-')[0] for p in stages} == {'search', 'retrain', 'dense'}
+    for d in stages:
+        runs = list((d / 'tb').iterdir())
+        assert len(runs) == 1 and runs[0].name.startswith(d.name.rsplit('-', 1)[0]), runs   # named by its kind first
+        ea = EventAccumulator(str(runs[0]), size_guidance={'scalars': 0}).Reload()
+        log = read_log(d / 'log.csv')
+        for k in ('train_loss', 'test_acc', 'lr'):
+            assert [e.step for e in ea.Scalars(k)] == [int(r['epoch']) for r in log]
+            assert all(abs(e.value - float(r[k])) <= 1e-5 * max(1, abs(float(r[k]))) for e, r in zip(ea.Scalars(k), log)), (d, k)
+    assert any('eb/max_distance_p0.5' in EventAccumulator(str(next((d / 'tb').iterdir()))).Reload().Tags()['scalars']
+               for d in stages if d.name.startswith('search'))

@@ -31,6 +31,9 @@ def test_table2_tiny_writes_the_results_its_notebook_reads(tmp_path):
     assert cfg['protocol'] == 'paper'
     assert str(out) in r.stdout and 'results.csv' in r.stdout
     assert any(runs.glob('dense-*')) and not any(out.glob('dense-*'))   # stage folders under --runs, results under --out
+    last = (out / 'progress.txt').read_text()                             # where the study stands, for a second terminal
+    import re
+    assert re.match(r'\[(\d+)/\1\] ', last) and '| 0 failed |' in last, last           # every unit done, none failed
 
 
 def test_bad_input_stops_with_a_clear_message(tmp_path):
