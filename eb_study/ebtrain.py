@@ -170,7 +170,8 @@ def prune_stage(cfg: EBConfig, data, search_dir: Path, d: Path,
     ck = load_checkpoint(ticket or search_dir / FILES.eb_ticket(tk.ratio))
     dense = build_model(ck['config']); dense.load_state_dict(ck['model'])
     mask, scores = effective_mask(dense, ck['mask']), channel_scores(dense)  # coupled layers share one decision per channel
-    plain = [k for k in scores if k not in getattr(dense, 'channel_blocks', {})]  # a grouped conv's blocks stay even: not rounded
+    exact = {*getattr(dense, 'channel_blocks', {}), *getattr(dense, 'exact_layers', ())}  # a grouped conv's blocks stay even, a ViT's heads exact
+    plain = [k for k in scores if k not in exact]
     mask = expand_mask({**mask, **round_mask({k: mask[k] for k in plain}, {k: scores[k] for k in plain}, tk.round_to)}, dense)
     ticket = make_ticket(dense, mask, tk.init, init_state=load_checkpoint(search_dir / FILES.init), seed=reinit_seed(cfg.seed))
     save_model(ticket, d / FILES.ticket)

@@ -9,16 +9,26 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['Mask', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask', 'min_per_block',
-           'check_ratio', 'mask_from_scores', 'round_mask', 'channel_scores', 'expand_mask', 'even_blocks',
-           'channel_mask', 'reference_mask', 'add_bn_l1_grad', 'apply_mask']
+__all__ = ['Mask', 'Slimming', 'bn_layers', 'bn_scales', 'flatten_mask', 'unflatten_mask', 'masks_equal', 'check_mask',
+           'min_per_block', 'check_ratio', 'mask_from_scores', 'round_mask', 'channel_scores', 'expand_mask',
+           'even_blocks', 'channel_mask', 'reference_mask', 'add_bn_l1_grad', 'apply_mask']
 
 # %% ../nbs/00_masking.ipynb #0b534f08
 Mask = dict[str, Tensor]  # BN-layer name -> bool tensor, True = channel kept
 
+class Slimming(nn.Module):
+    "EarlyBERT's slimming coefficients: one learnable scale per structure (an attention head, an MLP neuron), 1 at the start — a transformer's BN γ."
+    bias = None
+    def __init__(self, num_features: int, dim: int = -1):  # `dim`: the axis of the input that holds the structures
+        super().__init__()
+        self.num_features, self.dim, self.weight = num_features, dim, nn.Parameter(torch.ones(num_features))
+    def forward(self, x: Tensor) -> Tensor:
+        shape = [1] * x.dim(); shape[self.dim] = -1
+        return x * self.weight.view(shape)
+
 def bn_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
-    "All `BatchNorm1d`/`BatchNorm2d` (and `SyncBatchNorm`) layers of `model`, by name, in module order."
-    bns = {n: m for n, m in model.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm))}
+    "All `BatchNorm1d`/`BatchNorm2d` (and `SyncBatchNorm`) layers of `model` — and its `Slimming` coefficients — by name, in module order."
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, Slimming))}
     if not bns: raise ValueError(f"{type(model).__name__} has no BatchNorm layer: channel masks need BN scale factors")
     for n, m in bns.items():
         if m.weight is None: raise ValueError(f"BatchNorm layer {n!r} has affine=False: it has no scale factor γ")
@@ -187,10 +197,13 @@ def even_blocks(mask: Mask,  # per-layer keep-masks
         out[n] = new.reshape(mask[n].shape)
     return out
 
-def channel_mask(model: nn.Module,  # a network with BatchNorm layers
+def channel_mask(model: nn.Module,  # a network with BatchNorm layers (or slimming coefficients)
                  ratio: float,  # fraction of all BN channels to prune, in [0, 1)
                 ) -> Mask:
-    "Network-slimming channel mask of `model`: prune the `round(ratio·N)` channels with the smallest |γ| globally (`model.channel_blocks` evened)."
+    "Network-slimming channel mask of `model`: prune the `round(ratio·N)` channels with the smallest |γ| globally (`model.channel_blocks` evened; a `model.channel_rule` ranks its own way)."
+    rule = next((m.channel_rule for m in model.modules() if hasattr(m, 'channel_rule')), None)  # a transformer (also wrapped, as in a
+    # LightningModule): heads ranked per layer, neurons globally (`eb_study.vit`)
+    if rule is not None: return expand_mask(rule(channel_scores(model), ratio), model)
     return expand_mask(mask_from_scores(channel_scores(model), ratio, blocks=getattr(model, 'channel_blocks', None)), model)
 
 # %% ../nbs/00_masking.ipynb #638bdb42
@@ -215,5 +228,6 @@ def apply_mask(model: nn.Module, mask: Mask) -> nn.Module:
     mask = check_mask(mask, model)
     for n, bn in bn_layers(model).items():
         keep = mask[n].to(bn.weight.device, bn.weight.dtype)
-        bn.weight.mul_(keep); bn.bias.mul_(keep)
+        bn.weight.mul_(keep)
+        if bn.bias is not None: bn.bias.mul_(keep)
     return model

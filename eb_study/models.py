@@ -12,6 +12,7 @@ import torch
 from torch import nn, Tensor
 from .store import save_checkpoint, load_checkpoint
 from .depgraph import TORCHVISION, torchvision_net  # torchvision's CNNs with a CIFAR stem, pruned through their dependency graph (`05d_depgraph`)
+from .vit import vit  # a vision transformer with slimming coefficients (`03a_vit`)
 
 # %% auto #0
 __all__ = ['VGG_CFGS', 'BUILDERS', 'MODELS', 'vgg_cfg', 'VGG', 'vgg', 'ChannelSelection', 'Bottleneck', 'preresnet_blocks',
@@ -186,7 +187,7 @@ def seeded(seed: int | None):
         torch.manual_seed(seed); yield
 
 # %% ../nbs/03_models.ipynb #ddd07096
-BUILDERS = {'vgg': vgg, 'preresnet': preresnet, **{n: partial(torchvision_net, n) for n in TORCHVISION}}  # torchvision's: `05d_depgraph`
+BUILDERS = {'vgg': vgg, 'preresnet': preresnet, 'vit': vit, **{n: partial(torchvision_net, n) for n in TORCHVISION}}  # torchvision's: `05d_depgraph`
 
 def build_model(config: dict,  # a model's `.config`
                 seed: int | None = None,  # seed of the initialisation (`None`: torch's global generator)
@@ -200,6 +201,7 @@ def build_model(config: dict,  # a model's `.config`
 # %% ../nbs/03_models.ipynb #2a2a90d6
 MODELS = {**{f'vgg{d}': partial(vgg, d) for d in (11, 13, 16, 19)},
           **{f'preresnet{d}': partial(preresnet, d) for d in (20, 56, 101, 164)},
+          'vit': vit,  # a vision transformer with slimming coefficients on heads and MLP neurons (`eb_study.vit`)
           **{n: partial(torchvision_net, n) for n in TORCHVISION}}  # torchvision's, CIFAR stem (`eb_study.depgraph`)
 
 def get_model(name: str,  # a key of `MODELS`, e.g. 'vgg16', 'preresnet101' or 'resnet18'

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .masking import Mask, check_mask, channel_mask, channel_scores
 from .depgraph import prune_graph, group_mask
 from .models import VGG, PreResNet, Bottleneck, ChannelSelection, build_model
+from .vit import ViT, vit_plan
 
 # %% auto #0
 __all__ = ['PLANS', 'surgery_plan', 'prune_channels', 'count_params', 'count_flops', 'training_flops', 'effective_mask',
@@ -69,7 +70,7 @@ def _preresnet_plan(model: PreResNet, mask: Mask) -> tuple[dict, dict]:
     return {**model.config, 'cfg': cfg, 'select': select}, plan
 
 # %% ../nbs/05_prune.ipynb #be6ce27e
-PLANS = {VGG: _vgg_plan, PreResNet: _preresnet_plan}  # architecture -> its own surgery plan; any other CNN: the dependency graph
+PLANS = {VGG: _vgg_plan, PreResNet: _preresnet_plan, ViT: vit_plan}  # architecture -> its own surgery plan; any other CNN: the dependency graph
 
 def surgery_plan(model: nn.Module):
     "The surgery plan `PLANS` holds for `model`'s architecture, or `None` (then `prune_graph` prunes it)."
