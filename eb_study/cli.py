@@ -140,6 +140,7 @@ def study_command(opts: StudyOptions, ex: ExecutorConfig = ExecutorConfig(), out
     if download: raise ValueError("studies read their data by name and never download")
     folder = run_study(opts.study, out, opts.runs, opts.tiny, ex, str(resolve_device(device)))
     print(f"study {opts.study}{' (tiny)' if opts.tiny else ''}: results in {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
+    if opts.tiny: print("(a tiny study checks the mechanics in minutes; it is not meant to learn: its accuracies say nothing about the method)")
     return folder
 
 # %% ../nbs/10_cli.ipynb #a9ee15e0

@@ -316,7 +316,7 @@ def eb_train(cfg: EBConfig, root: str | Path | None = None,  # where the stage f
     dense = dense_stage(cfg, data, loaders, dirs['dense'], device, progress, hooks) if cfg.dense else None
     ns = ns_stages(cfg, data, loaders, dirs['search'], dirs['run'].parent, device, progress, hooks) if cfg.ns else None
     results = summarise(cfg, len(data.y_train), search, prune, retrain, dense, ns)
-    results.update(device=str(device), out=str(dirs['run']), stage_dirs={k: str(v) for k, v in dirs.items() if k != 'run'})
+    results.update(device=str(device), chance=1 / data.num_classes, out=str(dirs['run']), stage_dirs={k: str(v) for k, v in dirs.items() if k != 'run'})
     save_json(results, dirs['run'] / 'results.json')
     if is_main(): plot_run(cfg, dirs)
     return results

@@ -86,6 +86,10 @@ def summary(res: dict) -> str:
     if res['flops_after'] >= res['flops_before']:
         lines.append(f"  note                 the ticket keeps every channel (each layer rounded up to a multiple of {res.get('round_to', 8)}"
                      " channels at this width): nothing was pruned; a narrower rounding (--round-to 1) or a larger ratio prunes")
+    accs = [a for a in (res['ticket_acc'], res.get('dense_acc'), res.get('ns_acc')) if a is not None]
+    if res.get('chance') and max(accs) < 2 * res['chance']:
+        lines.append(f"  note                 every accuracy is near chance ({res['chance']:.0%}): this run was too short or too small to"
+                     " learn (a tiny run checks the mechanics, not the method)")
     lines += [*_stage_rows(res), f"  run folder           {res['out']}"]
     return '\n'.join(lines)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14b_studies.ipynb #01d427fd
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, subprocess, time
+import dataclasses, hashlib, json, math, os, re, subprocess, time
 from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +28,10 @@ from .train import TrainConfig, RecordScales, Snapshot, fit_stage, resolve_devic
 # %% auto #0
 __all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'SCALE_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data',
            'package_commit', 'study_key', 'read_rows', 'run_units', 'logged', 'cifar_searches', 'search_name',
-           'rethink_unit', 'rethink_unit_name', 'rethink_units', 'lowprec_variants', 'table2_cells', 'table2_unit',
-           'table2_unit_name', 'table2_units', 'scale_cells', 'scale_point', 'machine', 'scale_unit', 'point_name',
-           'scale_unit_name', 'scale_units', 'run_results', 'run_study', 'list_studies']
+           'rethink_unit', 'rethink_unit_name', 'rethink_units', 'lowprec_variants', 'variant_folder', 'search_summary',
+           'check_variants', 'table2_cells', 'table2_unit', 'table2_unit_name', 'table2_units', 'scale_cells',
+           'scale_point', 'machine', 'scale_unit', 'point_name', 'scale_unit_name', 'scale_units', 'run_results',
+           'run_study', 'list_studies']
 
 # %% ../nbs/14b_studies.ipynb #04ce8041
 @dataclass(frozen=True)
@@ -237,6 +238,22 @@ TABLE2_VARIANTS = {  # the schedules of Tables 1 and 4, the paper's epochs of 16
     'lr 0.5': dict(lr=0.5, gammas=(0.02, 0.1)),  # Table 4: 0.5, then 0.01 at 50 % and 0.001 at 75 % (absolute values, not ÷10)
 }
 
+def variant_folder(variant: str) -> str:
+    "A variant's name as a folder name, without spaces or brackets: '[80, 120]' → '80-120', 'lr 0.5' → 'lr-0.5'."
+    name = re.sub(r'[^A-Za-z0-9.=_]+', '-', variant).strip('-')
+    if not name: raise ValueError(f"variant name {variant!r} has no letters or digits to name its folder")
+    return name
+
+def search_summary(variant: str, seed: int) -> str:
+    "Where a table2 study commits `seed`'s search of `variant` (relative to its results folder)."
+    return f'searches/{variant_folder(variant)}-seed{seed}'
+
+def check_variants(c: dict) -> None:
+    "Refuse variants whose folders would be one folder (or the 8-bit search's)."
+    folders = [variant_folder(v) for v in c['variants']]
+    if len(set(folders)) < len(folders) or '8-bit' in folders:
+        raise ValueError(f"variants {list(c['variants'])} would share result folders {folders}: name them apart")
+
 _CELLS: dict = {}  # a worker's contexts, by (variant, runs)
 
 def table2_cells(c: dict, variant: str, runs: str | Path, device='cpu') -> Cells:
@@ -347,7 +364,7 @@ def _table2_summaries(c: dict, out: Path, runs: Path) -> None:
 def _shared_dirs(c: dict, runs: Path, seed: int) -> dict[str, Path]:
     "The stage folders of `seed`'s shared units, by the name of their committed summary."
     S = table2_cells(c, TABLE2_STANDARD, runs)
-    dirs = {f'searches/{v}-seed{seed}': stage_dirs(table2_cells(c, v, runs).config(seed, c['main']), runs, create=())['search']
+    dirs = {search_summary(v, seed): stage_dirs(table2_cells(c, v, runs).config(seed, c['main']), runs, create=())['search']
             for v in c['variants']}
     dirs[f'dense/seed{seed}'] = dense_dir(S.config(seed, c['main']), runs, create=False)
     dirs[f'searches/8-bit-seed{seed}'] = stage_dirs(S.config(seed, c['main'], **LOWBIT_SEARCH), runs, create=())['search']
@@ -356,15 +373,16 @@ def _shared_dirs(c: dict, runs: Path, seed: int) -> dict[str, Path]:
 def _table2_records(c: dict, out: Path, runs: Path, u: tuple) -> tuple[Path, Path]:
     "Shared unit `u`'s committed summary and its stage folder."
     kind, variant, seed = u
-    name = {'dense': f'dense/seed{seed}', 'search': f'searches/{variant}-seed{seed}', 'search-8bit': f'searches/8-bit-seed{seed}'}[kind]
+    name = {'dense': f'dense/seed{seed}', 'search': search_summary(variant, seed), 'search-8bit': f'searches/8-bit-seed{seed}'}[kind]
     return out / name, _shared_dirs(c, runs, seed)[name]
 
 def _table2(c: dict, out: Path, runs: Path, ex: ExecutorConfig, device) -> dict:
+    check_variants(c)
     table2_cells(c, TABLE2_STANDARD, runs, device)  # the recipe and data are valid before any worker starts
     shared, rest = table2_units(c)
     done = _finished_rows(c, out)
     pending = [u for u in rest if u not in done]
-    print(f"table2: {len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
+    print(f"{len(done)} rows in {out} already, {len(pending)} units to run", flush=True)
     write = lambda r: (_table2_files(c, out, r), _table2_summaries(c, out, runs))
     rows = run_units([_needed(shared, pending), rest], table2_unit, c, runs, ex, device, done, write, _starts_from,
                      lambda u: _table2_records(c, out, runs, u), describe=table2_unit_name, progress=out / 'progress.txt')
@@ -502,6 +520,7 @@ _SCALE_LENGTH = tuple((m, r) for r in (0.3, 0.5, 0.7) for m in ('eb', 'ns', 'eb-
 _SCALE_WIDTH = tuple((m, 0.5) for m in ('eb', 'ns', 'eb-full', 'eb-random'))
 _SCALE_TINY = (('eb', 0.5), ('ns', 0.5), ('eb-full', 0.5), ('eb-random', 0.5))
 _SECOND = dict(methods=('eb', 'eb-full', 'ns'), lowbit=(), main=0.5, draws=(), variants={TABLE2_STANDARD: {}})  # its cells only
+_VIT = dict(methods=('eb', 'ns', 'eb-random'), lowbit=(), main=0.5, draws=(), variants={TABLE2_STANDARD: {}})  # ns: the ticket drawn at the end
 STUDIES = {s.name: s for s in (
     Study('cifar', '11_study_cifar', "You et al., Figures 3 and 1: the mask stops changing early; tickets drawn early retrain well",
           _cifar, lambda: dict(dataset=study_data(), arch='vgg16', width=0.25, retrain=20, draws=(5, 10, 15, 20, 30, 40),
@@ -557,6 +576,12 @@ STUDIES = {s.name: s for s in (
           lambda: dict(recipe=EBConfig(dataset=study_data(), arch='resnet18', width=0.25, epochs=80, ratio=0.5, ratios=(0.5,), ns=False)),
           lambda d: dict(recipe=EBConfig(dataset=study_data(d, 512, 256), arch='resnet18', width=0.125, epochs=2, ratio=0.5,
                                          ratios=(0.5,), ns=False, length=2))),
+    Study('vit', '17a_study_vit', "EarlyBERT's slimming on a vision transformer: heads and neurons draw an EB ticket; does their choice matter?",
+          _table2,
+          lambda: dict(recipe=EBConfig(dataset=study_data(), arch='vit', width=0.25, epochs=40), ratios=(0.3, 0.5, 0.7), seeds=(0, 1, 2),
+                       **_VIT),  # why these sizes: 17a_study_vit
+          lambda d: dict(recipe=EBConfig(dataset=study_data(d, 256, 64), arch='vit', width=0.125, epochs=4, threshold=0.9, length=2),
+                         ratios=(0.5,), seeds=(0,), **_VIT)),
     Study('main', 'index', "The main job: EB Train against network slimming and the dense network, every default (digits)",
           _main, lambda: dict(recipe=EBConfig()), lambda d: dict(recipe=EBConfig(epochs=3, threshold=0.9, length=2))),
 )}

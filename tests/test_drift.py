@@ -21,7 +21,7 @@ from eb_study.models import build_model
 from eb_study.report import read_log
 from eb_study.settings import Retraining, Search
 from eb_study.store import environment, load_json, stage_spec
-from eb_study.studies import STUDIES, TABLE2_STANDARD, table2_cells
+from eb_study.studies import STUDIES, TABLE2_STANDARD, search_summary, table2_cells
 from eb_study.train import Hook, fit_stage
 
 R = Path(__file__).resolve().parents[1] / 'nbs' / 'results' / 'table2'
@@ -86,7 +86,7 @@ def close_to(committed: Path, rerun: Path):
 
 def test_search(study):
     c, cells, tmp = study
-    committed, s = committed_run(c, lambda s: f'searches/{TABLE2_STANDARD}-seed{s}')
+    committed, s = committed_run(c, lambda s: search_summary(TABLE2_STANDARD, s))
     cfg = cells.config(s, c['main'])
     same_spec(committed, stage_spec('search', Recipe.of(cfg), Search.of(cfg, full_search=cfg.search_to_end)))
     search_stage(cfg, cells.data, cells.loaders(s), tmp / 'search', 'cpu', progress=False, hooks=[StopAfter(EPOCHS)])

@@ -10,7 +10,7 @@ import pytest
 from eb_study.compare import LOWBIT_SEARCH
 from eb_study.data import cifar10_subset
 from eb_study.ebtrain import Recipe, dense_dir, stage_dirs
-from eb_study.studies import STUDIES, TABLE2_STANDARD, scale_cells, point_name, table2_cells
+from eb_study.studies import STUDIES, TABLE2_STANDARD, scale_cells, point_name, search_summary, table2_cells
 
 RESULTS = Path(__file__).parents[1] / 'nbs' / 'results'
 needs_data = pytest.mark.skipif(not cifar10_subset(), reason='the stages of a comparison are built on its data: ../shared/data/cifar10_subset.npz')
@@ -38,7 +38,7 @@ def test_table2_and_second_schedule_stages(tmp_path):
         c, runs = full(name), tmp_path / name
         for s in c['seeds']:
             for v in c['variants']:
-                summary = RESULTS / name / 'searches' / f'{v}-seed{s}'
+                summary = RESULTS / name / search_summary(v, s)
                 if summary.exists():
                     stage = stage_dirs(table2_cells(c, v, runs).config(s, c['main']), runs, create=('search',))['search']
                     assert same_spec(summary, stage), summary; checked += 1

@@ -19,8 +19,11 @@ def test_list_names_every_study_and_its_notebook():
 def test_table2_tiny_writes_the_results_its_notebook_reads(tmp_path):
     out, runs = tmp_path / 'results', tmp_path / 'runs'
     r = study('table2', '--tiny', '--out', out, '--runs', runs, '--quiet')
-    for f in ('results.csv', 'draws.csv', 'config.json', 'searches/[0, 100]-seed0/log.csv', 'dense/seed0/log.csv',
+    for f in ('results.csv', 'draws.csv', 'config.json', 'searches/0-100-seed0/log.csv', 'dense/seed0/log.csv',
               'retrain/eb-reinit-p0.5-seed0/ticket.json'): assert (out / f).stat().st_size > 0, f
+    odd = [p for p in (*out.rglob('*'), *runs.rglob('*')) if set(p.name) & set(' []')]
+    assert not odd, f"folder or file names with spaces or brackets: {odd}"   # paths a shell user can type
+    assert 'not meant to learn' in r.stdout                                   # a tiny study's accuracies are not results
     df = pd.read_csv(out / 'results.csv')
     assert set(df.method) == {'eb', 'eb-reinit', 'eb-random', 'ns', 'lt', 'snip', 'thinet', 'eb-lf', 'eb-ll'} and set(df.ratio) == {0.3, 0.5}
     assert set(df[df.method == 'eb-ll'].ratio) == {0.5}
