@@ -16,6 +16,7 @@ from .cost import stage_cost, total
 from .ebtrain import (EBConfig, eb_train, search_stage, prune_stage, retrain_stage, dense_stage, dense_dir,
                               ns_stages, oneshot_stage, stage_dirs, stage_folder, drawn_ticket)
 from .masking import channel_mask, check_ratio
+from .settings import Settings, grid_seeds, distinct
 from .models import get_model, check_input, save_model, load_model
 from .prune import count_flops, training_flops, prune_channels
 from .scores import score_mask
@@ -32,25 +33,20 @@ __all__ = ['PROTOCOLS', 'GRID_FIELDS', 'LOWBIT_SEARCH', 'METHODS', 'SHARED', 'CO
 
 # %% ../nbs/14_compare.ipynb #417dcffa
 @dataclass
-class CompareGrid:
+class CompareGrid(Settings):
     "The cells of a Table 2 comparison: every method at every ratio and seed."
     methods: tuple[str, ...] = ('eb', 'eb-reinit', 'ns', 'lt', 'snip', 'thinet')  # keys of `METHODS`
     ratios: tuple[float, ...] = (0.3, 0.5, 0.7)  # pruning ratios (what p is a fraction of depends on the method)
     seeds: tuple[int, ...] = (0, 1, 2)  # seeds: initialisation, data order and masks
     protocol: str = 'paper'  # 'paper': each method's retraining length as the paper's FLOPs pin it; 'recipe': as the recipe's Retraining says (e.g. a short --retrain-epochs)
 
-    def __post_init__(self):
-        self.methods, self.ratios, self.seeds = tuple(self.methods), tuple(float(r) for r in self.ratios), tuple(self.seeds)
+    def check(self):
+        self.methods, self.ratios, self.seeds = tuple(self.methods), tuple(float(r) for r in self.ratios), grid_seeds(self.seeds)
         for m in self.methods:
             if m not in METHODS: raise ValueError(f"unknown method {m!r} in methods; valid names: {', '.join(METHODS)}")
         self.ratios = tuple(check_ratio(r, ' in ratios') for r in self.ratios)
         if not self.methods or not self.ratios: raise ValueError("the grid needs at least one method and one ratio")
-        if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
-            raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
-        self.seeds = tuple(int(v) for v in self.seeds)
-        for name in ('methods', 'ratios', 'seeds'):
-            twice = sorted({v for v in getattr(self, name) if getattr(self, name).count(v) > 1})
-            if twice: raise ValueError(f"{name} lists {', '.join(map(str, twice))} more than once: each cell would run, and count, twice")
+        distinct(self, ('methods', 'ratios', 'seeds'))
         if self.protocol not in PROTOCOLS: raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {self.protocol!r}")
 
 PROTOCOLS = {'paper': "EB Train (and LF, LL, the random-channel control) retrains to the end of its search's schedule; "

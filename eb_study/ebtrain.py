@@ -19,25 +19,19 @@ from .prune import count_params, count_flops, training_flops, effective_mask
 from .retrain import make_ticket, reinit_seed
 from .scores import filter_convs, filter_mask, unstructured_mask
 from .sparse import apply_weight_mask, copy_model, effective_weight, prunable, sparse_flops, strip_masks, weight_sparsity
-from .settings import Settings, Seed, Data, Model, Training, Search, Ticket, Retraining
+from .settings import Settings, Seed, Data, Model, Training, Search, Ticket, Retraining, Baselines
 from .store import save_json, load_json, save_checkpoint, load_checkpoint, stage_spec, stage_dir, FILES
 from .train import Trainer, TrainConfig, Hook, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['FINETUNE', 'STAGES', 'PRUNINGS', 'Recipe', 'Baselines', 'EBConfig', 'ticket_key', 'stage_folder', 'dense_dir',
-           'stage_dirs', 'drawn_ticket', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage',
-           'ns_stages', 'filter_ratios', 'oneshot_stage', 'summarise', 'eb_train']
+__all__ = ['FINETUNE', 'STAGES', 'PRUNINGS', 'Recipe', 'EBConfig', 'ticket_key', 'stage_folder', 'dense_dir', 'stage_dirs',
+           'drawn_ticket', 'EBSearch', 'search_stage', 'prune_stage', 'retrain_stage', 'dense_stage', 'ns_stages',
+           'filter_ratios', 'oneshot_stage', 'summarise', 'eb_train']
 
 # %% ../nbs/09_ebtrain.ipynb #b9c10bf1
 @dataclass
 class Recipe(Seed, Data, Model, Training):
     "What a trained dense network depends on: seed, data, model and training settings (a dense stage is named by it)."
-
-@dataclass
-class Baselines(Settings):
-    "The baselines an EB Train run trains beside its ticket."
-    ns: bool = True  # also run network slimming on the same schedule: its sparse training is the search, run to the end
-    dense: bool = True  # also train the dense baseline
 
 @dataclass
 class EBConfig(Recipe, Search, Ticket, Retraining, Baselines):

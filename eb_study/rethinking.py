@@ -13,22 +13,20 @@ from .data import load_data, get_loaders
 from .ebtrain import EBConfig, Recipe, PRUNINGS, dense_dir, dense_stage, oneshot_stage, retrain_stage, stage_folder
 from .models import get_model, check_input
 from .masking import check_ratio
-from .settings import Settings, Data, Model, Training
+from .settings import Settings, Data, Model, Training, Budget, BUDGETS, grid_seeds, distinct
 from .store import atomic_write, save_json, load_json, FILES
 from .train import resolve_device
 from .executors import ExecutorConfig, pool_for, run_phases
 
 # %% auto #0
-__all__ = ['STARTS', 'BUDGETS', 'RETHINK_PRUNINGS', 'COLUMNS', 'retrain_epochs', 'Budget', 'RethinkConfig', 'RethinkGrid',
-           'cell_config', 'prune_dir', 'retrain_dir', 'ticket_chain', 'retrain_ticket', 'run_folder', 'RethinkJob',
-           'dense_unit', 'cell_rows', 'rethink_job', 'compare']
+__all__ = ['STARTS', 'RETHINK_PRUNINGS', 'COLUMNS', 'retrain_epochs', 'RethinkConfig', 'RethinkGrid', 'cell_config', 'prune_dir',
+           'retrain_dir', 'ticket_chain', 'retrain_ticket', 'run_folder', 'RethinkJob', 'dense_unit', 'cell_rows',
+           'rethink_job', 'compare']
 
 # %% ../nbs/12_rethinking.ipynb #22acc94b
 STARTS = ('rewind', 'random')  # the starting points compared: the winning ticket (θ0 on the kept weights) and a random re-initialisation
 
 # %% ../nbs/12_rethinking.ipynb #35e8734c
-BUDGETS = ('E', 'B')
-
 def retrain_epochs(epochs: int,  # the dense network's schedule
                    dense_flops: int, pruned_flops: int,  # FLOPs per image of the dense and the pruned network
                    budget: str = 'E',  # 'E': same epochs; 'B': same FLOPs, at most `cap` times the epochs
@@ -41,44 +39,27 @@ def retrain_epochs(epochs: int,  # the dense network's schedule
 
 # %% ../nbs/12_rethinking.ipynb #a9c1b887
 @dataclass
-class Budget(Settings):
-    "Liu et al.'s retraining budget and iterative pruning."
-    budget: str = 'E'  # retraining budget: 'E' (same epochs) or 'B' (same FLOPs, at most `cap` × epochs)
-    cap: float = 2.0  # Scratch-B: largest epoch multiplier
-    rounds: int = 3  # iterative pruning: rounds to reach the ratio
-    def check(self):
-        if self.budget not in BUDGETS: raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
-        if not self.cap >= 1: raise ValueError(f"cap must be >= 1, got {self.cap}")
-        if isinstance(self.rounds, bool) or int(self.rounds) != self.rounds or self.rounds < 1:
-            raise ValueError(f"rounds must be a positive integer, got {self.rounds}")
-
-@dataclass
 class RethinkConfig(Data, Model, Training, Budget):
     "The recipe shared by every run of one comparison: data, model, training (its `lr` is set by the grid) and budget."
 
 RETHINK_PRUNINGS = (*PRUNINGS, 'iterative')
 
 @dataclass
-class RethinkGrid:
+class RethinkGrid(Settings):
     "The cells of one comparison: every pruning method at every ratio, learning rate and seed."
     prunings: tuple[str, ...] = ('unstructured', 'structured')  # methods: unstructured (one-shot), iterative, structured
     ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # pruning ratios, for every method
     lrs: tuple[float, ...] = (0.1, 0.01)  # initial learning rates (dense network and retraining)
     seeds: tuple[int, ...] = (0, 1)  # seeds: initialisation θ0 and data order
 
-    def __post_init__(self):
+    def check(self):
         self.prunings, self.ratios = tuple(self.prunings), tuple(check_ratio(r, ' in ratios') for r in self.ratios)
-        self.lrs, self.seeds = tuple(float(v) for v in self.lrs), tuple(self.seeds)
+        self.lrs, self.seeds = tuple(float(v) for v in self.lrs), grid_seeds(self.seeds)
         for p in self.prunings:
             if p not in RETHINK_PRUNINGS: raise ValueError(f"pruning must be one of {RETHINK_PRUNINGS}, got {p!r} in prunings")
         if not self.prunings or not self.ratios: raise ValueError("the grid needs at least one pruning method and one ratio")
         if not self.lrs or any(not lr > 0 for lr in self.lrs): raise ValueError(f"learning rates (lrs) must be positive, got {list(self.lrs)}")
-        if not self.seeds or any(isinstance(v, bool) or int(v) != v or v < 0 for v in self.seeds):
-            raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)}")
-        self.seeds = tuple(int(v) for v in self.seeds)
-        for name in ('prunings', 'ratios', 'lrs', 'seeds'):
-            twice = sorted({v for v in getattr(self, name) if getattr(self, name).count(v) > 1})
-            if twice: raise ValueError(f"{name} lists {', '.join(map(str, twice))} more than once: each cell would run, and count, twice")
+        distinct(self, ('prunings', 'ratios', 'lrs', 'seeds'))
 
 # %% ../nbs/12_rethinking.ipynb #ec700b5e
 def cell_config(cfg: RethinkConfig, seed: int, lr: float, ratio: float, init: str = 'rewind', retrain_epochs: int | None = None) -> EBConfig:

@@ -11,7 +11,8 @@ from .models import MODELS
 from .retrain import INITS
 
 # %% auto #0
-__all__ = ['Settings', 'Seed', 'Data', 'Model', 'Training', 'Search', 'Ticket', 'Retraining']
+__all__ = ['BUDGETS', 'Settings', 'Seed', 'Data', 'Model', 'Training', 'Search', 'Ticket', 'Retraining', 'Baselines', 'Budget',
+           'grid_seeds', 'distinct']
 
 # %% ../nbs/06a_settings.ipynb #3e883caf
 class Settings:
@@ -153,3 +154,37 @@ class Retraining(Settings):
         if self.retrain_epochs is not None: self.retrain_epochs = _int('retrain_epochs', self.retrain_epochs, 1)
         if self.retrain_lr is not None: self.retrain_lr = _positive('retrain_lr', self.retrain_lr)
         _bits('retrain_bits', self.retrain_bits)
+
+# %% ../nbs/06a_settings.ipynb #5e77a1b0
+@dataclass
+class Baselines(Settings):
+    "The baselines an EB Train run trains beside its ticket."
+    ns: bool = True  # also run network slimming on the same schedule: its sparse training is the search, run to the end
+    dense: bool = True  # also train the dense baseline
+
+BUDGETS = ('E', 'B')  # Liu et al.'s retraining budgets: Scratch-E (the dense network's epochs), Scratch-B (its FLOPs)
+
+@dataclass
+class Budget(Settings):
+    "Liu et al.'s retraining budget and iterative pruning."
+    budget: str = 'E'  # retraining budget: 'E' (same epochs) or 'B' (same FLOPs, at most `cap` × epochs)
+    cap: float = 2.0  # Scratch-B: largest epoch multiplier
+    rounds: int = 3  # iterative pruning: rounds to reach the ratio
+    def check(self):
+        if self.budget not in BUDGETS: raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
+        if not self.cap >= 1: raise ValueError(f"cap must be >= 1, got {self.cap}")
+        self.rounds = _int('rounds', self.rounds, 1)
+
+def grid_seeds(seeds) -> tuple[int, ...]:
+    "A grid's seeds, checked: at least one, each an integer >= 0 (every grid's one seed check)."
+    seeds = tuple(seeds)
+    if not seeds or any(isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 0 for v in seeds):
+        raise ValueError(f"seeds must be integers >= 0, got {list(seeds)}")
+    return tuple(int(v) for v in seeds)
+
+def distinct(grid, names: tuple[str, ...]) -> None:
+    "Refuse a grid whose axis `name` lists a value twice: its cells would run, and be counted, twice."
+    for name in names:
+        values = getattr(grid, name)
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice: raise ValueError(f"{name} lists {', '.join(map(str, twice))} more than once: each cell would run, and count, twice")
