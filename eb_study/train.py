@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #08b54a21
 from __future__ import annotations
-import contextlib, dataclasses, math, os, time
+import contextlib, dataclasses, math, os, re, time
 try: import fcntl  # POSIX file locks: one process trains a stage (`stage_lock`)
 except ImportError: fcntl = None
 from dataclasses import dataclass
@@ -22,8 +22,9 @@ from .settings import Training
 from .sparse import strip_masks
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'stage_name', 'TensorBoardLog', 'logging_hooks',
-           'RecordScales', 'Snapshot', 'resolve_device', 'StageResult', 'stage_lock', 'fit_stage', 'check_run_folder']
+__all__ = ['TrainConfig', 'lr_at', 'Hook', 'BNSparsity', 'Trainer', 'log_text', 'stage_name', 'run_folder', 'TensorBoardLog',
+           'logging_hooks', 'RecordScales', 'Snapshot', 'resolve_device', 'StageResult', 'stage_lock', 'fit_stage',
+           'check_run_folder']
 
 # %% ../nbs/07_train.ipynb #31f36685
 @dataclass
@@ -222,6 +223,10 @@ def stage_name(d: Path) -> str:
     show = lambda v: ','.join(map(str, v)) if isinstance(v, list) else str(v)
     return ' '.join([kind or Path(d).name, *(f"{k}={show(v)}" for k, v in sorted(fields.items()))]) + f" ({Path(d).name.rsplit('-', 1)[-1][:6]})"
 
+def run_folder(name: str) -> str:
+    "A stage's name as a folder name a shell user can type: 'search epochs=3 (012345)' -> 'search_epochs=3_012345'."
+    return re.sub(r'[^A-Za-z0-9.,=_+-]+', '_', name).strip('_')
+
 class TensorBoardLog(Hook):
     "Engine hook: a stage's training as TensorBoard event files in `tb/<stage name>/` of its folder (rank 0 writes)."
     checkpointed = False  # an observer: a resumed run may add or drop it
@@ -231,7 +236,7 @@ class TensorBoardLog(Hook):
         if t.run_dir is None or not is_main(): return
         try: from torch.utils.tensorboard import SummaryWriter
         except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install 'eb_study[tensorboard]'") from None
-        self.w = SummaryWriter(str(t.run_dir / 'tb' / stage_name(t.run_dir).replace('/', '∕')), purge_step=t.epoch + 1 if t.epoch else None)
+        self.w = SummaryWriter(str(t.run_dir / 'tb' / run_folder(stage_name(t.run_dir))), purge_step=t.epoch + 1 if t.epoch else None)
 
     def after_epoch(self, t: Trainer):
         if self.w is None: return

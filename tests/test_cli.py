@@ -210,6 +210,7 @@ def test_log_tensorboard_writes_every_stage_as_event_files_equal_to_its_log(tmp_
     for d in stages:
         runs = list((d / 'tb').iterdir())
         assert len(runs) == 1 and runs[0].name.startswith(d.name.rsplit('-', 1)[0]), runs   # named by its kind first
+        assert not set(runs[0].name) & set(' ()[]'), runs                                    # and typable in a shell
         ea = EventAccumulator(str(runs[0]), size_guidance={'scalars': 0}).Reload()
         log = read_log(d / 'log.csv')
         for k in ('train_loss', 'test_acc', 'lr'):
