@@ -4,111 +4,31 @@
 
 # %% ../nbs/14b_studies.ipynb #01d427fd
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, re, subprocess, time
+import dataclasses, math, os, re, time
 from fractions import Fraction
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 import pandas as pd
 import torch
-import eb_study
 from .compare import Cells, CompareGrid, Job, METHODS, SHARED, LOWBIT_SEARCH, draw_at, run_job, COLUMNS
 from .cost import stage_hooks
-from .data import load_data, get_loaders, head_npz, cifar10_subset
+from .data import load_data, get_loaders
 from .ebtrain import EBConfig, Recipe, dense_dir, eb_train, search_stage, stage_dirs
 from .report import summary
-from .executors import ExecutorConfig, GridError, pool_for, run_phases
+from .executors import ExecutorConfig, GridError
+from .experiment import Study, provenance, study_data, package_commit, study_key, read_rows, run_units
 from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, STARTS, COLUMNS as RETHINK_COLUMNS, cell_rows, dense_unit
 from .retrain import make_ticket, reinit_seed
-from .store import atomic_write, save_json, load_checkpoint, nondefault_fields, record_environment, environment, save_summary, _jsonable, FILES
+from .store import atomic_write, save_json, load_checkpoint, record_environment, environment, save_summary, FILES
 from .train import TrainConfig, RecordScales, Snapshot, fit_stage, resolve_device
 
 # %% auto #0
-__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'SCALE_COLUMNS', 'STUDIES', 'Study', 'provenance', 'study_data',
-           'package_commit', 'study_key', 'read_rows', 'run_units', 'logged', 'cifar_searches', 'search_name',
+__all__ = ['TABLE2_STANDARD', 'TABLE2_VARIANTS', 'DRAW_COLUMNS', 'SCALE_COLUMNS', 'STUDIES', 'cifar_searches', 'search_name',
            'rethink_unit', 'rethink_unit_name', 'rethink_units', 'lowprec_variants', 'variant_folder', 'search_summary',
            'check_variants', 'table2_cells', 'table2_unit', 'table2_unit_name', 'table2_units', 'scale_cells',
            'scale_point', 'machine', 'scale_unit', 'point_name', 'scale_unit_name', 'scale_units', 'run_results',
            'run_study', 'list_studies']
-
-# %% ../nbs/14b_studies.ipynb #04ce8041
-@dataclass(frozen=True)
-class Study:
-    "A study: the claim it tests, the notebook reading its results, its full and tiny configurations, and its runner."
-    name: str
-    notebook: str  # the notebook that reads the results
-    claim: str  # what it reproduces
-    run: Callable  # (configuration, out, runs, executor, device) -> extra entries of config.json; writes the results into `out`
-    full: Callable[[], dict]  # the declared configuration whose results are committed
-    tiny: Callable[[Path], dict]  # a configuration for tests, its data written under the given folder
-
-def provenance() -> dict:
-    "The package version and, for a source checkout, the git commit that is running (and whether it has uncommitted changes)."
-    src = Path(eb_study.__file__).resolve().parent.parent
-    git = lambda *a: subprocess.run(['git', '-C', str(src), *a], capture_output=True, text=True, timeout=30)
-    try:
-        head = git('rev-parse', 'HEAD')
-        commit = head.stdout.strip() if head.returncode == 0 else None
-        dirty = bool(git('status', '--porcelain', '--', 'eb_study').stdout.strip()) if commit else None
-    except (OSError, subprocess.SubprocessError): commit = dirty = None
-    return dict(version=eb_study.__version__, commit=commit, uncommitted_changes=dirty)
-
-def study_data(folder: Path | None = None, n_train: int | None = None, n_test: int | None = None) -> str:
-    "The studies' data: the shared CIFAR-10 subset by name (digits where it is absent); with `n_train`, its first images as an `.npz` in `folder`."
-    name = 'cifar10_subset' if cifar10_subset() else 'digits'
-    if n_train is None: return name
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return str(head_npz(name, Path(folder) / 'tiny.npz', n_train, n_test))
-
-def package_commit() -> str | None:
-    "The commit a study records with each row: the one `run_study` started from (set for its workers), else this checkout's."
-    return os.environ.get('EB_STUDY_COMMIT') or provenance()['commit']
-
-def _settled(v):
-    "A configuration value as it is hashed: settings objects by their non-default fields (a new field at its default changes nothing)."
-    if dataclasses.is_dataclass(v) and not isinstance(v, type): return {'type': type(v).__name__, **nondefault_fields(v)}
-    if isinstance(v, dict): return {k: _settled(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_settled(x) for x in v]
-    return v
-
-def study_key(c: dict) -> str:
-    "A short hash of a study configuration but its seeds: each row records it, so a rerun reuses only rows of the same study."
-    settings = {k: v for k, v in c.items() if k not in ('seeds', 'more_seeds')}  # which seeds run is the study's extent, not a row's setting
-    return hashlib.sha256(json.dumps(_settled(settings), sort_keys=True, default=_jsonable).encode()).hexdigest()[:10]
-
-def read_rows(f: str | Path, **dtype) -> pd.DataFrame:
-    "A study's results file, its `study` keys and `commit`s read as text (a hex key such as '12e4567890' is not the number 1.2e14)."
-    return pd.read_csv(f, dtype={'study': str, 'commit': str, **dtype})
-
-def run_units(phases: list[list[tuple]],  # the study's units (argument tuples of `fn`) in phases; a phase starts from the last's stages
-              fn: Callable,  # (c, runs, device, *unit) -> a row, a list of rows, or None (a shared stage)
-              c: dict, runs: Path, ex: ExecutorConfig, device,
-              done: dict,  # unit -> its rows, finished before (read back from the committed results)
-              write: Callable[[dict], None],  # called with every unit's rows so far, as each unit ends
-              needs: Callable[[tuple, tuple], bool] = lambda later, earlier: True,  # whether a unit starts from an earlier phase's unit
-              records: Callable[[tuple], tuple[Path, Path]] | None = None,  # a shared unit's committed summary and stage folder
-              describe: Callable[[tuple], str] = str,  # a unit in the user's words
-              progress: Path | None = None,  # the file that holds the study's latest progress line
-             ) -> dict:
-    "Run the units of a study not in `done` on `ex`'s pool through the one runner (`run_phases`), writing the results as each ends; every unit's rows."
-    committed = {u: logged(records(u)[0]) for phase in phases[:-1] for u in phase} if records else {}  # before anything runs
-    def stale(ran: list) -> list:  # a shared stage that trained unlike its committed log: what started from it is stale
-        changed = [u for u in ran if u in committed and logged(records(u)[1]) != committed[u]]
-        old = [v for v in done if any(needs(v, u) for u in changed)]
-        if old: print(f"{len(old)} finished rows start from a shared stage that reran unlike its committed record "
-                      f"({', '.join(map(describe, changed))}: another machine, or none committed): they run again", flush=True)
-        return old
-    with pool_for(ex, runs) as pool:
-        return run_phases(pool, phases, fn, lambda u: (c, str(runs), device, *u), done, write, needs,
-                          stale if records else None, log=lambda line: print(line, flush=True), noun='units', describe=describe,
-                          progress=progress)
-
-def logged(summary: Path) -> str | None:
-    "A committed stage summary's log without its timings: what the same code reproduces exactly on the same machine (None: none)."
-    f = Path(summary) / FILES.log
-    return pd.read_csv(f).drop(columns='time_s', errors='ignore').to_csv(index=False) if f.exists() else None
 
 # %% ../nbs/14b_studies.ipynb #7aa4088b
 def cifar_searches(c: dict) -> dict[tuple, EBConfig]:
