@@ -15,7 +15,7 @@ from .data import load_data, get_loaders
 from .ebtrain import EBConfig, Recipe, dense_dir, eb_train, search_stage, stage_dirs
 from .report import summary
 from .executors import ExecutorConfig, GridError
-from .experiment import Study, provenance, study_data, package_commit, study_key, read_rows, run_units
+from .experiment import Study, provenance, study_data, package_commit, study_key, read_rows, run_units, logged  # (logged: re-exported)
 from .masking import channel_mask
 from .models import build_model
 from .rethinking import RethinkConfig, STARTS, COLUMNS as RETHINK_COLUMNS, cell_rows, dense_unit
