@@ -242,8 +242,9 @@ class TensorBoardLog(Hook):
         if self.w is None: return
         h, w = t.history[-1], self.w
         for k in ('train_loss', 'train_acc', 'test_loss', 'test_acc', 'lr'): w.add_scalar(k, h[k], h['epoch'])
-        g = torch.cat([s.detach().abs().float().cpu() for s in bn_scales(t.model).values()]) if bn_scales(t.model) else None
-        if g is not None:
+        scales = bn_scales(t.model)
+        if scales:
+            g = torch.cat([s.detach().abs().float().cpu() for s in scales.values()])
             w.add_scalar('bn/l1_term', t.cfg.sparsity * float(g.sum()), h['epoch'])
             w.add_scalar(f'bn/fraction_below_{self.below:g}', float((g < self.below).float().mean()), h['epoch'])
             w.add_histogram('bn/gamma', g, h['epoch'])
